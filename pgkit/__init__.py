@@ -1,0 +1,1 @@
+"""pgkit: policy-gradient methods and importance sampling in numpy."""

@@ -1,0 +1,126 @@
+"""The book and pgkit cover each other.
+
+* every public pgkit name (each module's ``__all__``) is used in some chapter, or
+  waits in ``WAITING`` for a chapter not written yet;
+* every ``[book:...]`` marker in pgkit is included by some chapter, or waits in
+  ``WAITING_MARKERS``;
+* every ``literalinclude`` in a chapter names a file and a marker pair that exist.
+
+The waiting lists only shrink: a name that a chapter now uses must leave them.
+"""
+
+import importlib
+import pkgutil
+import re
+from pathlib import Path
+
+import pytest
+
+import pgkit
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTER_SOURCES = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "chapters").glob("*.md"))]
+
+
+def _code_of(text: str) -> str:
+    """The code cells and inline code spans of a MyST chapter (names in prose do not count)."""
+    cells = re.findall(r"```\{code-cell\}[^\n]*\n(.*?)```", text, flags=re.S)
+    spans = re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
+    return "\n".join(cells + spans)
+
+
+CHAPTER_CODE = "\n".join(_code_of(text) for text in CHAPTER_SOURCES)
+
+# Public names whose chapter is not written yet (chapter 1's later sections, chapters 2-6).
+WAITING = {
+    "pgkit.mdp": {"PolicyValues", "TabularMDP", "chain_mdp"},
+    "pgkit.policies": {"Policy", "SoftmaxPolicy", "LinearGaussianPolicy"},
+    "pgkit.plotting": {"BOOK_STYLE", "plot_estimate_vs_exact"},
+    "pgkit.returns": {"episode_starts"},
+    "pgkit.rollout": {"Batch"},
+    "pgkit.budget": {"LEVELS", "budget_level"},
+}
+# Book markers whose chapter is not written yet.
+WAITING_MARKERS = {"linear-softmax-score", "gaussian-score", "gaussian-log-prob", "log-softmax",
+                   "reward-to-go"}
+
+
+def public_names():
+    names = []
+    for info in pkgutil.walk_packages(pgkit.__path__, prefix="pgkit."):
+        if info.name.split(".")[-1].startswith("_"):
+            continue
+        module = importlib.import_module(info.name)
+        for name in getattr(module, "__all__", []):
+            names.append((info.name, name))
+    return names
+
+
+def used_in_chapters(name: str) -> bool:
+    return re.search(rf"\b{re.escape(name)}\b", CHAPTER_CODE) is not None
+
+
+def book_markers():
+    markers = {}
+    for path in (ROOT / "pgkit").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for name in re.findall(r"# \[book:([\w-]+)\]", text):
+            assert f"# [/book:{name}]" in text, f"{path.name}: marker {name} is never closed"
+            markers[name] = path
+    return markers
+
+
+def inclusions():
+    found = []
+    for path in sorted((ROOT / "chapters").glob("*.md")):
+        text = path.read_text(encoding="utf-8")
+        for m in re.finditer(r"```\{literalinclude\}\s+(\S+)\n((?::[^\n]*\n)*)", text):
+            opts = dict(re.findall(r"^:([\w-]+):\s*(.*)$", m.group(2), flags=re.M))
+            found.append((path, m.group(1), opts))
+    return found
+
+
+def test_every_module_declares_its_public_names():
+    for info in pkgutil.walk_packages(pgkit.__path__, prefix="pgkit."):
+        if not info.name.split(".")[-1].startswith("_") and not info.ispkg:
+            assert hasattr(importlib.import_module(info.name), "__all__"), info.name
+
+
+@pytest.mark.parametrize("module, name", public_names())
+def test_public_name_is_used_by_a_chapter_or_waits(module, name):
+    waiting = name in WAITING.get(module, set())
+    if used_in_chapters(name):
+        assert not waiting, f"{module}.{name} is used in a chapter now: remove it from WAITING"
+    else:
+        assert waiting, f"{module}.{name} is used by no chapter (use it, or add it to WAITING)"
+
+
+def test_waiting_names_exist():
+    existing = set(public_names())
+    for module, names in WAITING.items():
+        for name in names:
+            assert (module, name) in existing, f"WAITING lists {module}.{name}, which does not exist"
+
+
+def test_every_marker_is_included_or_waits():
+    included = {o.get("start-after", "").strip('"').replace("# [book:", "").rstrip("]")
+                for _, _, o in inclusions()}
+    for name in book_markers():
+        if name in included:
+            assert name not in WAITING_MARKERS, f"marker {name} is included now: remove it from WAITING_MARKERS"
+        else:
+            assert name in WAITING_MARKERS, f"marker {name} is included by no chapter"
+    assert WAITING_MARKERS <= set(book_markers()), "WAITING_MARKERS names a marker that does not exist"
+
+
+def test_every_inclusion_names_an_existing_marker():
+    assert inclusions(), "no chapter includes pgkit code"
+    for chapter, target, opts in inclusions():
+        path = (chapter.parent / target).resolve()
+        assert path.exists(), f"{chapter.name} includes {target}, which does not exist"
+        text = path.read_text(encoding="utf-8")
+        start, end = opts.get("start-after", "").strip('"'), opts.get("end-before", "").strip('"')
+        assert re.fullmatch(r"# \[book:[\w-]+\]", start), f"{chapter.name}: start-after {start!r} is not a marker"
+        assert end == start.replace("[book:", "[/book:"), f"{chapter.name}: end-before {end!r} does not close {start!r}"
+        assert start in text and end in text, f"{chapter.name}: {start} not found in {target}"
+        assert text.index(start) < text.index(end)

@@ -1,0 +1,62 @@
+"""Each chapter's .ipynb twin is exactly what scripts/make_twins.py makes from its .md now."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import make_twins  # noqa: E402
+
+CHAPTERS = make_twins.chapter_sources()
+
+
+def test_there_are_chapters():
+    assert CHAPTERS, "no chapters/NN_*.md found"
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.name)
+def test_twin_is_current(md):
+    twin = md.with_suffix(".ipynb")
+    assert twin.exists(), f"{twin.name} is missing: run python scripts/make_twins.py"
+    assert twin.read_text(encoding="utf-8") == make_twins.make_twin(md), (
+        f"{twin.name} is stale: run python scripts/make_twins.py")
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.name)
+def test_twin_shows_included_code_and_installs_pgkit(md):
+    nb = json.loads(md.with_suffix(".ipynb").read_text(encoding="utf-8"))
+    sources = ["".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in nb["cells"]]
+    text = "\n".join(sources)
+    assert "literalinclude" not in text
+    assert make_twins.repository_url() in sources[1] and "import pgkit" in sources[1]
+    assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
+    if "literalinclude" in md.read_text(encoding="utf-8"):
+        assert "```python" in text
+
+
+def test_included_lines_follow_markers(tmp_path):
+    src = tmp_path / "mod.py"
+    src.write_text("a = 1\n    # [book:x]\n    b = 2\n    # [/book:x]\nc = 3\n")
+    got = make_twins.included_lines(src, {"start-after": '"# [book:x]"', "end-before": '"# [/book:x]"',
+                                          "dedent": ""})
+    assert got == "b = 2"
+
+
+def test_check_mode_reports_a_stale_twin(tmp_path, monkeypatch):
+    chapters = tmp_path / "chapters"
+    chapters.mkdir()
+    (chapters / "01_x.md").write_text(CHAPTERS[0].read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.setattr(make_twins, "CHAPTERS", chapters)
+    monkeypatch.setattr(make_twins, "ROOT", tmp_path)
+    (tmp_path / "_config.yml").write_text((ROOT / "_config.yml").read_text())
+    (tmp_path / "pgkit").symlink_to(ROOT / "pgkit")
+    assert make_twins.main(["--check"]) == 1                     # missing
+    assert make_twins.main([]) == 0
+    assert make_twins.main(["--check"]) == 0                     # fresh
+    md = chapters / "01_x.md"
+    md.write_text(md.read_text() + "\nOne more sentence.\n")
+    assert make_twins.main(["--check"]) == 1                     # stale
