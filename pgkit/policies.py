@@ -253,9 +253,9 @@ class TabularSoftmaxPolicy(SoftmaxPolicy):
         pi = self.probs(theta, states)
         actions = self._check_actions(actions, states.shape)
         # [book:softmax-score]
-        in_row_s = np.eye(self.n_states)[states]              # 1{s' = s}           [*batch, S]
-        per_action = np.eye(self.n_actions)[actions] - pi     # 1{b = a} - pi(b|s)  [*batch, A]
-        score = in_row_s[..., :, None] * per_action[..., None, :]   # [*batch, S, A]
+        in_row_s = np.eye(self.n_states)[states]            # 1{s' = s}        [*batch, S]
+        per_action = np.eye(self.n_actions)[actions] - pi   # 1{b = a} - pi(b|s) [*batch, A]
+        score = in_row_s[..., :, None] * per_action[..., None, :]         # [*batch, S, A]
         # [/book:softmax-score]
         return score.reshape(states.shape + (self.n_params,))
 

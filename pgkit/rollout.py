@@ -100,23 +100,18 @@ class TabularEnv:
 class Batch:
     """T steps of B environments, time-major.
 
-    Attributes
-    ----------
-    observations : [T, B, *obs_shape]
-        The observation each action was chosen from.
-    actions : [T, B, *action_shape]
-    rewards : [T, B]
-    log_probs : [T, B]
-        log pi(a_t | s_t) under the parameters that collected the batch.
-    terminated, truncated : [T, B] bool
-        The two kinds of episode end (module docstring).
-    next_observations : [T, B, *obs_shape]
-        The true observation after each step (before any reset): bootstrap from it.
-    resume_observations : [B, *obs_shape]
-        Where the next batch starts (after any reset).
-    episode_returns, episode_lengths : [n_episodes]
-        Undiscounted return and length of every episode that ended in this batch,
-        counting steps from earlier batches of the same run.
+    Fields (shapes in brackets):
+
+    - ``observations`` [T, B, \\*obs_shape]: the observation each action was chosen from.
+    - ``actions`` [T, B, \\*action_shape].
+    - ``rewards`` [T, B].
+    - ``log_probs`` [T, B]: log pi(a_t | s_t) under the parameters that collected the batch.
+    - ``terminated``, ``truncated`` [T, B] bool: the two kinds of episode end (module docstring).
+    - ``next_observations`` [T, B, \\*obs_shape]: the true observation after each step
+      (before any reset): bootstrap from it.
+    - ``resume_observations`` [B, \\*obs_shape]: where the next batch starts (after any reset).
+    - ``episode_returns``, ``episode_lengths`` [n_episodes]: undiscounted return and length of
+      every episode that ended in this batch, counting steps from earlier batches of the same run.
     """
 
     observations: np.ndarray
