@@ -1,0 +1,5 @@
+"""Environments written in numpy."""
+
+from pgkit.envs.cartpole import CartPoleVecEnv
+
+__all__ = ["CartPoleVecEnv"]
