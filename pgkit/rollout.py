@@ -112,6 +112,7 @@ class Batch:
     - ``resume_observations`` [B, \\*obs_shape]: where the next batch starts (after any reset).
     - ``episode_returns``, ``episode_lengths`` [n_episodes]: undiscounted return and length of
       every episode that ended in this batch, counting steps from earlier batches of the same run.
+    - ``steps_before`` [B]: steps the first episode of each column had taken before this batch.
     """
 
     observations: np.ndarray
@@ -124,6 +125,7 @@ class Batch:
     resume_observations: np.ndarray
     episode_returns: np.ndarray
     episode_lengths: np.ndarray
+    steps_before: np.ndarray
     running_returns: np.ndarray = field(repr=False)
     running_lengths: np.ndarray = field(repr=False)
 
@@ -169,6 +171,7 @@ def collect(env, policy, theta, n_steps: int, rng: np.random.Generator, *,
         obs = previous.resume_observations
         running_return = previous.running_returns.copy()
         running_length = previous.running_lengths.copy()
+    steps_before = running_length.copy()
     observations, next_observations, actions = [], [], []
     rewards = np.zeros((T, B))
     terminated = np.zeros((T, B), dtype=bool)
@@ -201,6 +204,7 @@ def collect(env, policy, theta, n_steps: int, rng: np.random.Generator, *,
         resume_observations=obs,
         episode_returns=np.asarray(ep_returns, dtype=np.float64),
         episode_lengths=np.asarray(ep_lengths, dtype=np.int64),
+        steps_before=steps_before,
         running_returns=running_return,
         running_lengths=running_length,
     )

@@ -39,10 +39,15 @@ WAITING = {
     "pgkit.returns": {"episode_starts"},
     "pgkit.rollout": {"Batch"},
     "pgkit.budget": {"LEVELS", "budget_level"},
+    "pgkit.gradients": {"steps_in_episode", "reinforce_weights", "reward_to_go_weights",
+                        "score_weighted_sum", "per_episode_gradients", "time_baseline",
+                        "fit_linear_value", "one_hot_features", "polynomial_features"},
+    "pgkit.optim": {"GradientAscent", "Adam"},
+    "pgkit.training": {"History", "train_policy_gradient"},
 }
 # Book markers whose chapter is not written yet.
 WAITING_MARKERS = {"linear-softmax-score", "gaussian-score", "gaussian-log-prob", "log-softmax",
-                   "reward-to-go"}
+                   "reward-to-go", "reinforce-weights", "reward-to-go-weights", "score-weighted-sum"}
 
 
 def public_names():
