@@ -36,8 +36,6 @@ __all__ = [
     "reinforce_weights",
     "reward_to_go_weights",
     "score_weighted_sum",
-    "per_episode_gradients",
-    "time_baseline",
     "fit_linear_value",
     "one_hot_features",
     "polynomial_features",
@@ -134,22 +132,6 @@ def score_weighted_sum(scores, weights) -> np.ndarray:
     # [book:score-weighted-sum]
     return np.einsum("tbp,tb->bp", scores, weights)
     # [/book:score-weighted-sum]
-
-
-def per_episode_gradients(policy, theta, batch, weights) -> np.ndarray:
-    """Per-column gradient estimates [B, P] for a batch of one episode per column."""
-    scores = policy.score(theta, batch.observations, batch.actions)
-    return score_weighted_sum(scores, weights)
-
-
-def time_baseline(returns) -> np.ndarray:
-    """One baseline per step index h: the mean of ``returns`` [T, B] over the B columns, [T].
-
-    For batches of whole episodes aligned at h = 0 (finite horizon). Fit it on
-    trajectories independent of those it is used with.
-    """
-    returns = _checks.as_float_array(returns, "returns", ndim=2, shape_doc="[T, B]")
-    return returns.mean(axis=1)
 
 
 def one_hot_features(indices, n: int) -> np.ndarray:
