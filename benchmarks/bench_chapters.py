@@ -30,7 +30,7 @@ def main() -> None:
     rows = []
     for md in sorted((ROOT / "chapters").glob("[0-9][0-9]_*.md")):
         nb = jupytext.read(md)
-        client = NotebookClient(nb, timeout=None, kernel_name="python3",
+        client = NotebookClient(nb, timeout=600, kernel_name="python3",
                                 resources={"metadata": {"path": str(md.parent)}})
         start = time.perf_counter()
         client.execute()
