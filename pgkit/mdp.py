@@ -121,7 +121,11 @@ class TabularMDP:
         return self.horizon is None
 
     def with_setting(self, *, gamma: float | None = None, horizon: int | None = None) -> "TabularMDP":
-        """The same dynamics and rewards with another discount or horizon."""
+        """The same dynamics and rewards with another discount or horizon.
+
+        ``horizon=None`` means the discounted setting, not "unchanged": pass the
+        horizon again to keep a finite-horizon MDP finite.
+        """
         return TabularMDP(self.transitions, self.rewards, self.initial_distribution,
                           self.gamma if gamma is None else gamma, horizon)
 

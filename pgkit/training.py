@@ -6,8 +6,10 @@ Each iteration
    across iterations);
 2. computes per-step weights (REINFORCE or reward-to-go), subtracting a learned
    baseline :math:`\hat V(s) = \phi(s)^\top w` whose weights ``w`` were fitted on
-   the *previous* batch, so that the baseline is independent of the trajectories
-   it is used with and the estimate stays unbiased;
+   the *previous* batch, so that the baseline is fixed before any action of the
+   current batch is drawn (the condition for a baseline to add no bias; the
+   bootstrap from approximate values at cut episodes does add some, as in every
+   actor-critic);
 3. takes an ascent step on :math:`\hat g = \frac1B \sum_{t,b} \nabla \log\pi(a_{t,b} \mid s_{t,b})\, w_{t,b}`;
 4. refits ``w`` on this batch's reward-to-go (for use on the next batch).
 

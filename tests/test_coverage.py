@@ -31,43 +31,17 @@ def _code_of(text: str) -> str:
 
 CHAPTER_CODE = "\n".join(_code_of(text) for text in CHAPTER_SOURCES)
 
-# Public names whose chapter is not written yet (chapter 1's later sections, chapters 2-6).
-# Public names whose chapter is not written yet. Chapter 2 (importance sampling) and
-# chapter 3 (performance-difference lemma) will use the importance and surrogate modules.
+# Public names whose chapter is not written yet (later chapters empty this list).
 WAITING = {
-    "pgkit.mdp": {"PolicyValues", "TabularMDP", "chain_mdp"},
-    "pgkit.policies": {"Policy", "SoftmaxPolicy"},
-    "pgkit.plotting": {"BOOK_STYLE", "plot_estimate_vs_exact"},
-    "pgkit.returns": {"episode_starts"},
-    "pgkit.rollout": {"Batch"},
     "pgkit.budget": {"LEVELS"},
     "pgkit.optim": {"GradientAscent"},
-    "pgkit.importance": {"balance_heuristic_log_weights", "cumulative_log_weights",
-                         "defensive_log_weights", "effective_sample_size",
-                         "exact_is_variance", "log_importance_weights",
-                         "minimum_variance_proposal", "mixture_log_density",
-                         "normalised_weights", "ordinary_is_estimate",
-                         "per_decision_is_policy_gradients", "per_decision_is_returns",
-                         "sample_mixture_components", "self_normalised_is_estimate",
-                         "snis_asymptotic_variance", "trajectory_is_policy_gradients",
-                         "trajectory_is_returns", "trajectory_log_weights",
-                         "truncated_log_weights"},
-    "pgkit.surrogate": {"coupling_drift_bound", "discounted_drift_bound",
-                        "expected_policy_kl", "kl_divergence", "max_policy_tv",
-                        "performance_difference", "state_distribution_drift",
-                        "surrogate_error_bound", "surrogate_objective",
-                        "total_variation"},
+    "pgkit.plotting": {"BOOK_STYLE"},
+    "pgkit.policies": {"Policy", "SoftmaxPolicy"},
+    "pgkit.returns": {"episode_starts"},
+    "pgkit.rollout": {"Batch"},
 }
 # Book markers whose chapter is not written yet.
-WAITING_MARKERS = {"log-softmax", "gaussian-log-prob", "reward-to-go",
-                   "balance-heuristic", "defensive-weights", "effective-sample-size",
-                   "exact-is-variance", "is-ratio", "minimum-variance-proposal",
-                   "mixture-log-density", "normalised-weights", "ordinary-is",
-                   "per-decision-is-gradient", "per-decision-is-return",
-                   "per-decision-weights", "trajectory-is-gradient",
-                   "trajectory-is-return", "truncated-weights", "coupling-drift-bound",
-                   "performance-difference", "surrogate-error-bound",
-                   "surrogate-objective"}
+WAITING_MARKERS = {"reward-to-go"}
 
 
 def public_names():
