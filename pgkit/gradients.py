@@ -135,7 +135,7 @@ def score_weighted_sum(scores, weights) -> np.ndarray:
 
 
 def one_hot_features(indices, n: int) -> np.ndarray:
-    """One-hot rows [*shape, n] for integer ``indices`` [*shape] in [0, n).
+    """One-hot rows ``[*shape, n]`` for integer ``indices`` ``[*shape]`` in [0, n).
 
     With one-hot features of the state (or of the pair (h, s)), a linear value
     function is a table and :func:`fit_linear_value` averages the targets per entry.
@@ -164,9 +164,9 @@ def fit_linear_value(features, targets, ridge: float = 1e-3) -> np.ndarray:
 
 
 def polynomial_features(observations, degree: int = 2) -> np.ndarray:
-    """Features [*batch, 1 + degree * obs_dim]: a constant, then each observation to the powers 1..degree.
+    """Features ``[*batch, 1 + degree * obs_dim]``: a constant, then each observation to the powers 1..degree.
 
-    ``observations`` [*batch, obs_dim]. A small, fixed basis for a linear value
+    ``observations`` ``[*batch, obs_dim]``. A small, fixed basis for a linear value
     function on continuous observations (CartPole).
     """
     obs = _checks.as_float_array(observations, "observations")
