@@ -25,8 +25,16 @@ much) smaller variance.
 
 Every ratio is kept as its logarithm (``log_rhos``, ``log_weights``): a
 product over a thousand steps becomes a sum of a thousand logs, which neither
-overflows nor underflows, and weights are exponentiated only after the
-largest log-weight has been subtracted. A log-weight of ``-inf`` is a weight
+overflows nor underflows. A weight is never formed on its own. Each term of an
+estimate, a weight times a value (a reward, a return, a score), is kept as
+its log-magnitude :math:`\log w + \log|v|` and its sign; the positive and the
+negative terms are each summed by log-sum-exp, and only the final sum is
+exponentiated. So every estimator here returns the correct float64 value
+whenever that value is representable (a weight of :math:`e^{800}` on a reward
+of zero contributes exactly zero, not ``inf * 0``), ``+inf`` or ``-inf`` with
+the right sign when it is not, and never NaN. Self-normalised weights and the
+effective sample size are computed from :math:`e^{\ell_i - \max_j \ell_j}`,
+in which the largest term is exactly one. A log-weight of ``-inf`` is a weight
 of exactly zero; ``+inf`` and NaN are rejected.
 
 Shapes follow the book's notation page: time-major ``[T, B]``, and here **each
@@ -100,8 +108,57 @@ def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
     """log sum_k exp(x_k) along ``axis``; -inf when every term is -inf."""
     top = np.max(x, axis=axis, keepdims=True)
     top = np.where(np.isfinite(top), top, 0.0)
-    total = np.sum(np.exp(x - top), axis=axis, keepdims=True)
+    with np.errstate(under="ignore"):                    # tiny terms vanish, as they should
+        total = np.sum(np.exp(x - top), axis=axis, keepdims=True)
     return np.squeeze(_log(total) + top, axis=axis)
+
+
+def _logaddexp(a, b) -> np.ndarray:
+    """np.logaddexp(a, b) = log(e^a + e^b), with a far smaller term vanishing quietly."""
+    with np.errstate(under="ignore"):
+        return np.logaddexp(a, b)
+
+
+def _log_abs(x: np.ndarray) -> np.ndarray:
+    """log |x|, with log 0 = -inf and no warning."""
+    return _log(np.abs(x))
+
+
+def _exp(x: np.ndarray) -> np.ndarray:
+    """exp x without warnings: 0 below the smallest float, inf beyond the largest."""
+    with np.errstate(over="ignore", under="ignore"):
+        return np.exp(x)
+
+
+def _log_discounts(gamma: float, n_steps: int) -> np.ndarray:
+    """log gamma^t for t = 0..n_steps-1, as a column [T, 1] (log 0^0 = 0)."""
+    steps = np.arange(n_steps, dtype=np.float64)
+    out = np.zeros(n_steps)
+    np.multiply(steps, _log(gamma), out=out, where=steps > 0)
+    return out[:, None]
+
+
+def _exp_weighted_sum(log_scales, values, axis: int) -> np.ndarray:
+    r"""sum over ``axis`` of exp(log_scales) * values, without overflow or NaN.
+
+    Every term :math:`e^{\ell} v` is kept as its log-magnitude
+    :math:`\ell + \log|v|` and its sign; the positive and the negative terms
+    are summed separately by log-sum-exp, and only their difference, scaled by
+    the larger of the two, is exponentiated. A term with :math:`v = 0` or
+    :math:`\ell = -\infty` contributes exactly zero whatever the other factor
+    is, so a huge weight on a zero value cannot make ``inf * 0``. The result is
+    the sum rounded to float64 when it is representable, ``+inf`` or ``-inf``
+    (its sign) when it is not, and never NaN. ``log_scales`` and ``values``
+    broadcast; ``log_scales`` may be ``-inf`` but not ``+inf``; ``values`` finite.
+    """
+    log_scales, values = np.broadcast_arrays(log_scales, values)
+    log_terms = log_scales + _log_abs(values)            # log |e^l v|, -inf for a zero term
+    log_pos = _logsumexp(np.where(values > 0, log_terms, -np.inf), axis=axis)
+    log_neg = _logsumexp(np.where(values < 0, log_terms, -np.inf), axis=axis)
+    top = np.maximum(log_pos, log_neg)
+    top = np.where(np.isfinite(top), top, 0.0)           # both sums empty: the result is 0
+    difference = _exp(log_pos - top) - _exp(log_neg - top)   # in [-1, 1]
+    return np.sign(difference) * _exp(top + _log_abs(difference))
 
 
 def _first_index(mask: np.ndarray):
@@ -266,10 +323,11 @@ def trajectory_is_returns(rewards, log_rhos, gamma: float) -> np.ndarray:
     array [B]
     """
     rewards, log_rhos, gamma = _check_episodes(rewards, log_rhos, gamma)
-    discounts = gamma ** np.arange(rewards.shape[0])[:, None]            # gamma^t   [T, 1]
+    log_discounts = _log_discounts(gamma, rewards.shape[0])              # log gamma^t [T, 1]
     # [book:trajectory-is-return]
-    returns = np.sum(discounts * rewards, axis=0)                        # R(tau)    [B]
-    return np.exp(trajectory_log_weights(log_rhos)) * returns            # rho_{0:T-1} R(tau)
+    returns = _exp_weighted_sum(log_discounts, rewards, axis=0)    # sum_t gamma^t r_t  [B]
+    log_weights = trajectory_log_weights(log_rhos)                 # log rho_{0:T-1}  [B]
+    return _exp_weighted_sum(log_weights[None], returns[None], axis=0)   # rho R(tau)
     # [/book:trajectory-is-return]
 
 
@@ -294,10 +352,10 @@ def per_decision_is_returns(rewards, log_rhos, gamma: float) -> np.ndarray:
     array [B]
     """
     rewards, log_rhos, gamma = _check_episodes(rewards, log_rhos, gamma)
-    discounts = gamma ** np.arange(rewards.shape[0])[:, None]            # gamma^t   [T, 1]
+    log_discounts = _log_discounts(gamma, rewards.shape[0])              # log gamma^t [T, 1]
     # [book:per-decision-is-return]
-    weights = np.exp(cumulative_log_weights(log_rhos))                   # rho_{0:t} [T, B]
-    return np.sum(discounts * weights * rewards, axis=0)
+    log_weights = log_discounts + cumulative_log_weights(log_rhos)  # log gamma^t rho_{0:t}
+    return _exp_weighted_sum(log_weights, rewards, axis=0)          # sum_t e^{log w_t} r_t
     # [/book:per-decision-is-return]
 
 
@@ -329,11 +387,12 @@ def trajectory_is_policy_gradients(scores, rewards, log_rhos, gamma: float) -> n
     """
     rewards, log_rhos, gamma = _check_episodes(rewards, log_rhos, gamma)
     scores = _check_scores(scores, rewards)
-    discounts = gamma ** np.arange(rewards.shape[0])[:, None]
-    returns = np.sum(discounts * rewards, axis=0)                        # R(tau)    [B]
+    log_discounts = _log_discounts(gamma, rewards.shape[0])              # log gamma^t [T, 1]
+    returns = _exp_weighted_sum(log_discounts, rewards, axis=0)           # R(tau)   [B]
     # [book:trajectory-is-gradient]
-    weighted_returns = np.exp(trajectory_log_weights(log_rhos)) * returns  # rho_{0:T-1} R  [B]
-    return weighted_returns[:, None] * np.sum(scores, axis=0)            # [B, P]
+    log_weights = trajectory_log_weights(log_rhos)[:, None]       # log rho_{0:T-1} [B, 1]
+    scores_times_return = np.sum(scores, axis=0) * returns[:, None]              # [B, P]
+    return _exp_weighted_sum(log_weights[None], scores_times_return[None], axis=0)
     # [/book:trajectory-is-gradient]
 
 
@@ -368,11 +427,13 @@ def per_decision_is_policy_gradients(scores, rewards, log_rhos, gamma: float) ->
     """
     rewards, log_rhos, gamma = _check_episodes(rewards, log_rhos, gamma)
     scores = _check_scores(scores, rewards)
-    discounts = gamma ** np.arange(rewards.shape[0])[:, None]
+    log_discounts = _log_discounts(gamma, rewards.shape[0])              # log gamma^t [T, 1]
+    # sum_t score_t sum_{t' >= t} w_t' r_t'  =  sum_t' w_t' r_t' sum_{t <= t'} score_t
     # [book:per-decision-is-gradient]
-    weighted = discounts * np.exp(cumulative_log_weights(log_rhos)) * rewards  # gamma^t' rho_{0:t'} r_t'
-    to_go = np.cumsum(weighted[::-1], axis=0)[::-1]                      # sum over t' >= t  [T, B]
-    return np.einsum("tbp,tb->bp", scores, to_go)                        # sum over t        [B, P]
+    log_weights = log_discounts + cumulative_log_weights(log_rhos)  # log gamma^t' rho_{0:t'}
+    scores_so_far = np.cumsum(scores, axis=0)                # sum_{t <= t'} score_t  [T, B, P]
+    terms = scores_so_far * rewards[:, :, None]                                # [T, B, P]
+    return _exp_weighted_sum(log_weights[:, :, None], terms, axis=0)           # [B, P]
     # [/book:per-decision-is-gradient]
 
 
@@ -406,7 +467,7 @@ def truncated_log_weights(log_weights, threshold: float) -> np.ndarray:
 
 
 def normalised_weights(log_weights) -> np.ndarray:
-    r"""Self-normalised weights :math:`\bar w_i = w_i / \sum_j w_j`, which sum to one.
+    r"""Self-normalised weights :math:`\tilde w_i = w_i / \sum_j w_j`, which sum to one.
 
     Computed as :math:`e^{\ell_i - m} / \sum_j e^{\ell_j - m}` with
     :math:`m = \max_j \ell_j`: the largest term is exactly 1, nothing overflows.
@@ -423,7 +484,7 @@ def normalised_weights(log_weights) -> np.ndarray:
     log_weights = _check_samples(log_weights)
     _require_some_weight(log_weights)
     # [book:normalised-weights]
-    scaled = np.exp(log_weights - log_weights.max())    # w_i / max_j w_j, the largest is 1
+    scaled = _exp(log_weights - log_weights.max())      # w_i / max_j w_j, the largest is 1
     return scaled / scaled.sum()
     # [/book:normalised-weights]
 
@@ -433,8 +494,10 @@ def ordinary_is_estimate(values, log_weights):
 
     Book equation ``ordinary-is``. Unbiased for :math:`\mathbb E_p[f]` when the
     :math:`x_i` are drawn i.i.d. from q and :math:`w_i = p(x_i) / q(x_i)`.
-    Computed as :math:`e^{m} \frac1N \sum_i e^{\ell_i - m} f(x_i)`,
-    :math:`m = \max_i \ell_i`.
+    Each term :math:`w_i f(x_i) / N` is kept as a log-magnitude and a sign and
+    the terms are summed by log-sum-exp (see the module docstring): the result
+    is correct whenever it is representable, ``inf`` of the right sign when it
+    is not, never NaN.
 
     Parameters
     ----------
@@ -448,12 +511,10 @@ def ordinary_is_estimate(values, log_weights):
     float, or array [P] for vector values (zero if every weight is zero).
     """
     log_weights, values = _check_samples(log_weights, values)
-    top = log_weights.max()
-    if np.isneginf(top):                                 # every weight is zero
-        return _as_scalar(np.zeros(values.shape[1:]))
+    log_weights = log_weights.reshape((-1,) + (1,) * (values.ndim - 1))      # [N] or [N, 1]
     # [book:ordinary-is]
-    scaled = np.exp(log_weights - top)                   # w_i / max_j w_j
-    estimate = np.exp(top) * (scaled @ values) / len(log_weights)
+    log_scales = log_weights - math.log(log_weights.shape[0])       # log(w_i / N)
+    estimate = _exp_weighted_sum(log_scales, values, axis=0)        # sum_i (w_i / N) f(x_i)
     # [/book:ordinary-is]
     return _as_scalar(estimate)
 
@@ -499,8 +560,9 @@ def effective_sample_size(log_weights) -> float:
     log_weights = _check_samples(log_weights)
     _require_some_weight(log_weights)
     # [book:effective-sample-size]
-    w = np.exp(log_weights - log_weights.max())          # the same weights, up to one factor
-    ess = w.sum() ** 2 / np.sum(w ** 2)
+    w = _exp(log_weights - log_weights.max())            # the same weights, up to one factor
+    with np.errstate(under="ignore"):                    # w_i^2 of a tiny w_i is 0
+        ess = w.sum() ** 2 / np.sum(w ** 2)
     # [/book:effective-sample-size]
     return float(ess)
 
@@ -586,7 +648,7 @@ def defensive_log_weights(target_log_density, behaviour_log_density, beta: float
     log_beta = math.log(beta) if beta > 0 else -math.inf
     log_rest = math.log1p(-beta) if beta < 1 else -math.inf
     # [book:defensive-weights]
-    log_mixture = np.logaddexp(log_beta + log_p, log_rest + log_q)   # log(beta p + (1-beta) q)
+    log_mixture = _logaddexp(log_beta + log_p, log_rest + log_q)     # log(beta p + (1-beta) q)
     log_weights = _log_ratio(log_p, log_mixture,                     # log p - log mixture
                              "target_log_density", "the mixture log-density")
     # [/book:defensive-weights]

@@ -195,9 +195,9 @@ def state_visitation(mdp: TabularMDP, pi) -> np.ndarray:
 
     Discounted: the normalised discounted visitation
     :math:`d^\pi(s) = (1-\gamma) \sum_{t\ge0} \gamma^t \Pr(s_t = s)`, shape [S],
-    solving :math:`d = (1-\gamma)\mu + \gamma P_\pi^\top d`.
+    solving :math:`d = (1-\gamma) d_0 + \gamma P_\pi^\top d`.
     Finite horizon: the distribution of :math:`s_h` for each step, shape [H, S],
-    :math:`d_0 = \mu`, :math:`d_{h+1}(s') = \sum_{s,a} d_h(s) \pi_h(a|s) P(s'|s,a)`.
+    :math:`d_0` the initial distribution, :math:`d_{h+1}(s') = \sum_{s,a} d_h(s) \pi_h(a|s) P(s'|s,a)`.
     Every distribution returned sums to one.
     """
     pi = _check_policy_table(mdp, pi)
@@ -214,7 +214,7 @@ def state_visitation(mdp: TabularMDP, pi) -> np.ndarray:
 
 
 def expected_return(mdp: TabularMDP, pi) -> float:
-    r"""J(pi): :math:`E_{s_0\sim\mu}[V(s_0)]` (discounted) or :math:`E[V_0(s_0)]` (finite horizon)."""
+    r"""J(pi): :math:`E_{s_0\sim d_0}[V(s_0)]` (discounted) or :math:`E[V_0(s_0)]` (finite horizon)."""
     V = evaluate_policy(mdp, pi).values
     return float(mdp.initial_distribution @ (V if mdp.discounted else V[0]))
 

@@ -22,7 +22,7 @@ can be estimated from the old policy's samples,
 
 (discounted: :math:`J(\pi) + \frac{1}{1-\gamma}\sum_s d^\pi(s) \sum_a \pi'(a|s) A^\pi(s,a)`).
 It agrees with :math:`J(\pi')` to first order at :math:`\pi' = \pi`; the error is
-second order, and bounded below by a coupling argument.
+second order, and a coupling argument bounds it from above.
 
 **Distances.** Total variation :math:`\mathrm{TV}(p, q) = \frac12 \sum_x |p(x) - q(x)|`
 (with the 1/2, so that it lies in [0, 1]; it equals :math:`\max_E |p(E) - q(E)|`),
@@ -136,7 +136,7 @@ def _scalar_or_array(x: np.ndarray):
 def performance_difference(mdp: TabularMDP, pi_old, pi_new) -> float:
     r"""The right-hand side of the performance-difference lemma.
 
-    Book equation ``performance-difference``: the new policy's states and actions,
+    Book equations ``pdl-finite`` and ``pdl-discounted``: the new policy's states and actions,
     the old policy's advantages.
 
     .. math:: \text{discounted: } \frac{1}{1-\gamma} \sum_s d^{new}(s) \sum_a \pi_{new}(a|s)\, A^{old}(s,a)
@@ -170,7 +170,7 @@ def performance_difference(mdp: TabularMDP, pi_old, pi_new) -> float:
 def surrogate_objective(mdp: TabularMDP, pi_old, pi_new) -> float:
     r"""The surrogate :math:`L_{old}(\pi_{new})`: the lemma with the old states.
 
-    Book equation ``surrogate-objective``:
+    Book equation ``pdl-surrogate``:
 
     .. math:: \text{discounted: } L = J(\pi_{old}) + \frac{1}{1-\gamma} \sum_s d^{old}(s) \sum_a \pi_{new}(a|s)\, A^{old}(s,a)
 
@@ -322,7 +322,7 @@ def state_distribution_drift(mdp: TabularMDP, pi_old, pi_new):
     r"""How far the state distribution moves: TV between the new and the old visitation.
 
     Finite horizon: :math:`\mathrm{TV}(d_h^{new}, d_h^{old})` for each step, shape [H]
-    (the first entry is 0: both start from :math:`\mu`). Discounted: the TV
+    (the first entry is 0: both start from :math:`d_0`). Discounted: the TV
     between the normalised visitations :math:`d^{new}` and :math:`d^{old}`, a float.
     Bounded by :func:`coupling_drift_bound` and :func:`discounted_drift_bound`.
 
@@ -342,7 +342,7 @@ def state_distribution_drift(mdp: TabularMDP, pi_old, pi_new):
 def coupling_drift_bound(epsilon, horizon: int) -> np.ndarray:
     r"""The coupling bound on the drift of the state distribution, step by step.
 
-    Book equation ``coupling-drift-bound``.
+    Book equations ``pdl-drift-bound`` and ``pdl-drift-discounted``.
 
     If :math:`\mathrm{TV}(\pi_{new,h}(\cdot|s), \pi_{old,h}(\cdot|s)) \le \epsilon` in every
     state and step, then for h = 0..H-1
@@ -355,7 +355,7 @@ def coupling_drift_bound(epsilon, horizon: int) -> np.ndarray:
 
     Proof. Two distributions at TV distance :math:`\epsilon` can be coupled so that
     they draw the same value with probability :math:`1 - \epsilon` (the maximal
-    coupling). Run the two policies together from the same :math:`s_0 \sim \mu`:
+    coupling). Run the two policies together from the same :math:`s_0 \sim d_0`:
     while their states agree, draw the two actions from this coupling (equal
     with probability at least :math:`1-\epsilon`) and, when the actions agree
     too, the same next state. The two runs still agree at step h with probability
@@ -416,25 +416,26 @@ def discounted_drift_bound(epsilon, gamma) -> float:
 def surrogate_error_bound(epsilon, mdp: TabularMDP, advantage_bound=None) -> float:
     r"""A bound on the surrogate's error :math:`|J(\pi_{new}) - L_{old}(\pi_{new})|`.
 
-    Statement (book equation ``surrogate-error-bound``). Let
+    Statement (book equations ``pdl-error-bound`` and ``pdl-error-bound-discounted``). Let
     :math:`\epsilon \ge \max_{h,s} \mathrm{TV}(\pi_{new,h}(\cdot|s), \pi_{old,h}(\cdot|s))`
-    and :math:`\alpha \ge \max_{h,s,a} |A_h^{old}(s,a)|`. Then
+    and :math:`A_{\max} \ge \max_{h,s,a} |A_h^{old}(s,a)|`. Then
 
-    .. math:: \text{finite horizon: } |J(\pi_{new}) - L| \le 4 \epsilon \alpha \sum_{h=0}^{H-1} \gamma^h \big(1 - (1-\epsilon)^h\big)
-              \;\le\; 2 \epsilon^2 \alpha H (H-1)
+    .. math:: \text{finite horizon: } |J(\pi_{new}) - L| \le 4 \epsilon A_{\max} \sum_{h=0}^{H-1} \gamma^h \big(1 - (1-\epsilon)^h\big)
+              \;\le\; 2 \epsilon^2 A_{\max} H (H-1)
 
-    .. math:: \text{discounted: } |J(\pi_{new}) - L| \le \frac{4\epsilon\alpha}{1-\gamma} \cdot \frac{\gamma\epsilon}{1-\gamma(1-\epsilon)}
-              \;\le\; \frac{4 \gamma \epsilon^2 \alpha}{(1-\gamma)^2}
+    .. math:: \text{discounted: } |J(\pi_{new}) - L| \le \frac{4\epsilon A_{\max}}{1-\gamma} \cdot \frac{\gamma\epsilon}{1-\gamma(1-\epsilon)}
+              \;\le\; \frac{4 \gamma \epsilon^2 A_{\max}}{(1-\gamma)^2}
 
-    Without ``advantage_bound``, :math:`\alpha = 2 r_{max} L` with
+    Without ``advantage_bound``, :math:`A_{\max} = 2 r_{max} L` with
     :math:`r_{max} = \max_{s,a} |r(s,a)|` and the effective horizon
     :math:`L = \sum_{h<H} \gamma^h` (H when :math:`\gamma = 1`) or :math:`1/(1-\gamma)`.
     Then the finite-horizon bound is at most :math:`8 \epsilon r_{max} H^2` (order
-    :math:`\epsilon H^2 r_{max}`, the textbook form) and at most
+    :math:`\epsilon H^2 r_{max}`, the order of the behaviour-cloning compounding bound) and at most
     :math:`4 \epsilon^2 r_{max} H^2 (H-1)`; the discounted one is at most
     :math:`8\gamma\epsilon^2 r_{max}/(1-\gamma)^3`, and also
     :math:`8 \epsilon r_{max} / (1-\gamma)^2`. The discounted form is TRPO's
-    (arXiv:1502.05477, Theorem 1) with a slightly smaller denominator.
+    (arXiv:1502.05477, Theorem 1) with a larger denominator,
+    :math:`(1-\gamma)(1-\gamma(1-\epsilon))` in place of :math:`(1-\gamma)^2`, hence tighter.
 
     Derivation (finite horizon; discounted is the same with the normalised visitation):
 
@@ -443,12 +444,12 @@ def surrogate_error_bound(epsilon, mdp: TabularMDP, advantage_bound=None) -> flo
        formulas (the lemma and the surrogate).
     2. :math:`\sum_a \pi_{old,h}(a|s) A_h^{old}(s,a) = 0`, so
        :math:`g_h(s) = \sum_a (\pi_{new,h} - \pi_{old,h})(a|s)\, A_h^{old}(s,a)` and
-       :math:`|g_h(s)| \le 2\,\mathrm{TV}(\pi_{new,h}(\cdot|s), \pi_{old,h}(\cdot|s))\, \alpha \le 2\epsilon\alpha`.
+       :math:`|g_h(s)| \le 2\,\mathrm{TV}(\pi_{new,h}(\cdot|s), \pi_{old,h}(\cdot|s))\, A_{\max} \le 2\epsilon A_{\max}`.
     3. :math:`|\sum_s (p - q)(s) g(s)| \le 2\,\mathrm{TV}(p, q) \max_s |g(s)|`, and
        :math:`\mathrm{TV}(d_h^{new}, d_h^{old}) \le 1 - (1-\epsilon)^h` (:func:`coupling_drift_bound`;
        discounted: :func:`discounted_drift_bound`).
-    4. Multiply: each step contributes at most :math:`\gamma^h \cdot 2 (1-(1-\epsilon)^h) \cdot 2\epsilon\alpha`.
-    5. The default :math:`\alpha` is valid: :math:`|A_h(s,a)| = |Q_h(s,a) - V_h(s)| \le \max_a Q_h(s,\cdot) - \min_a Q_h(s,\cdot)`,
+    4. Multiply: each step contributes at most :math:`\gamma^h \cdot 2 (1-(1-\epsilon)^h) \cdot 2\epsilon A_{\max}`.
+    5. The default :math:`A_{\max}` is valid: :math:`|A_h(s,a)| = |Q_h(s,a) - V_h(s)| \le \max_a Q_h(s,\cdot) - \min_a Q_h(s,\cdot)`,
        and that spread is at most :math:`2 r_{max} + \gamma \cdot 2 r_{max} \sum_{k<H-h-1} \gamma^k \le 2 r_{max} L`
        (rewards vary by at most :math:`2 r_{max}`, the next values by at most :math:`2 r_{max}` times
        the remaining effective horizon).
@@ -462,7 +463,7 @@ def surrogate_error_bound(epsilon, mdp: TabularMDP, advantage_bound=None) -> flo
         A bound on every per-state TV distance (e.g. :func:`max_policy_tv`).
     mdp : TabularMDP
     advantage_bound : float >= 0, optional
-        :math:`\alpha`, a bound on :math:`|A^{old}|`; default :math:`2 r_{max} L`.
+        :math:`A_{\max}`, a bound on :math:`|A^{old}|`; default :math:`2 r_{max} L`.
 
     Returns
     -------
@@ -476,14 +477,14 @@ def surrogate_error_bound(epsilon, mdp: TabularMDP, advantage_bound=None) -> flo
     else:
         effective_horizon = float(np.sum(gamma ** np.arange(mdp.horizon)))
     if advantage_bound is None:
-        alpha = 2 * float(np.max(np.abs(mdp.rewards))) * effective_horizon
+        a_max = 2 * float(np.max(np.abs(mdp.rewards))) * effective_horizon
     else:
-        alpha = _checks.check_nonnegative(advantage_bound, "advantage_bound")
+        a_max = _checks.check_nonnegative(advantage_bound, "advantage_bound")
     # [book:surrogate-error-bound]
     if mdp.discounted:
         drift = discounted_drift_bound(epsilon, gamma)          # >= TV(d^new, d^old)
-        return 2 * drift * (2 * epsilon * alpha) / (1 - gamma)  # |g| <= 2 eps alpha
+        return 2 * drift * (2 * epsilon * a_max) / (1 - gamma)  # |g| <= 2 eps a_max
     drift_h = coupling_drift_bound(epsilon, mdp.horizon)        # >= TV(d_h^new, d_h^old)
     discount_h = gamma ** np.arange(mdp.horizon)
-    return float(np.sum(discount_h * 2 * drift_h * (2 * epsilon * alpha)))
+    return float(np.sum(discount_h * 2 * drift_h * (2 * epsilon * a_max)))
     # [/book:surrogate-error-bound]

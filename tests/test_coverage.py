@@ -123,3 +123,30 @@ def test_every_inclusion_names_an_existing_marker():
         assert end == start.replace("[book:", "[/book:"), f"{chapter.name}: end-before {end!r} does not close {start!r}"
         assert start in text and end in text, f"{chapter.name}: {start} not found in {target}"
         assert text.index(start) < text.index(end)
+
+
+def chapter_equation_labels() -> set[str]:
+    """Every equation label a chapter defines: ``$$ ... $$ (label)`` and ``:label:``."""
+    labels = set()
+    for text in CHAPTER_SOURCES:
+        labels.update(re.findall(r"\$\$[ \t]*\(([\w-]+)\)", text))
+        labels.update(re.findall(r"^:label:[ \t]*([\w-]+)", text, flags=re.M))
+    return labels
+
+
+def cited_equation_labels():
+    """(file, label) for every "book equation(s) ``label``" in pgkit's docstrings."""
+    cited = []
+    for path in sorted((ROOT / "pgkit").rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        for m in re.finditer(r"[Bb]ook equations?((?:\s*(?:,|and)?\s*``[\w-]+``)+)", text):
+            cited.extend((path.name, label) for label in re.findall(r"``([\w-]+)``", m.group(1)))
+    return cited
+
+
+def test_docstrings_cite_equation_labels_that_exist():
+    cited = cited_equation_labels()
+    assert len(cited) > 20, "the pattern no longer finds pgkit's citations of book equations"
+    labels = chapter_equation_labels()
+    missing = sorted({f"{name}: {label}" for name, label in cited if label not in labels})
+    assert not missing, "docstrings cite book equations that no chapter labels: " + ", ".join(missing)
