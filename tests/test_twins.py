@@ -54,9 +54,58 @@ def test_check_mode_reports_a_stale_twin(tmp_path, monkeypatch):
     monkeypatch.setattr(make_twins, "ROOT", tmp_path)
     (tmp_path / "_config.yml").write_text((ROOT / "_config.yml").read_text())
     (tmp_path / "pgkit").symlink_to(ROOT / "pgkit")
+    (tmp_path / "references.bib").symlink_to(ROOT / "references.bib")
     assert make_twins.main(["--check"]) == 1                     # missing
     assert make_twins.main([]) == 0
     assert make_twins.main(["--check"]) == 0                     # fresh
     md = chapters / "01_x.md"
     md.write_text(md.read_text() + "\nOne more sentence.\n")
     assert make_twins.main(["--check"]) == 1                     # stale
+
+
+MYST_ONLY = ["{cite", "{eq}`", "{ref}`", "{prf:", "{numref}`", "{doc}`", "```{", ":::{", "{py:"]
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.name)
+def test_twin_markdown_has_no_myst_syntax_left(md):
+    nb = json.loads(md.with_suffix(".ipynb").read_text(encoding="utf-8"))
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "markdown":
+            text = "".join(cell["source"])
+            left = [s for s in MYST_ONLY if s in text]
+            assert not left, f"{md.name}: {left} left raw in a markdown cell: {text[:200]!r}"
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.name)
+def test_twin_collapses_hidden_cells_and_lists_references(md):
+    nb = json.loads(md.with_suffix(".ipynb").read_text(encoding="utf-8"))
+    for cell in nb["cells"]:
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        if cell["cell_type"] == "code" and tags & {"remove-cell", "hide-input"}:
+            assert cell["metadata"]["jupyter"]["source_hidden"] is True
+            assert "".join(cell["source"]).startswith("# @title")
+    if "{cite" in md.read_text(encoding="utf-8"):
+        assert "".join(nb["cells"][-1]["source"]).startswith("## References")
+
+
+def test_conversion_of_equations_citations_and_references(tmp_path, monkeypatch):
+    chapters = tmp_path / "chapters"
+    chapters.mkdir()
+    md = chapters / "02_x.md"
+    md.write_text("---\njupytext:\n  text_representation:\n    format_name: myst\n---\n"
+                  "(sec-a)=\n## A section\n\n$$\nx = 1\n$$ (first)\n\n"
+                  "```{math}\n:label: second\ny = 2\n```\n\n"
+                  "See {eq}`second`, {ref}`sec-a`, {cite:t}`williams1992simple` and "
+                  "{cite}`williams1992simple,sutton2018reinforcement`.\n", encoding="utf-8")
+    monkeypatch.setattr(make_twins, "CHAPTERS", chapters)
+    monkeypatch.setattr(make_twins, "ROOT", tmp_path)
+    (tmp_path / "_config.yml").write_text("repository:\n  url: https://example.org/r\n"
+                                          "html:\n  baseurl: https://example.org/book/\n")
+    (tmp_path / "references.bib").symlink_to(ROOT / "references.bib")
+    assert make_twins.equation_numbers(md) == {"first": "2.1", "second": "2.2"}
+    conv = make_twins.Converter(md)
+    text = conv.convert(md.read_text(encoding="utf-8").split("---\n", 2)[2])
+    assert "\\tag{2.1}" in text and "\\tag{2.2}" in text
+    assert "See (2.2), [A section](https://example.org/book/chapters/02_x.html#sec-a)" in text
+    assert "Williams (1992)" in text and "(Williams, 1992; Sutton and Barto, 2018)" in text
+    assert conv.references_cell().startswith("## References")
