@@ -20,7 +20,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from PIL import Image, ImageChops
+import numpy as np
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
@@ -52,10 +53,21 @@ def shoot(page: str, width: int, height: int) -> Path:
 
 def tiles(png: Path, stem: str) -> list[Path]:
     image = Image.open(png).convert("RGB")
-    background = Image.new("RGB", image.size, image.getpixel((image.width - 1, image.height - 1)))
-    box = ImageChops.difference(image, background).getbbox()
-    if box:
-        image = image.crop((0, 0, image.width, min(image.height, box[3] + 40)))
+    # The page fills the window, with the footer at its bottom: cut out the blank run
+    # between the last content and the footer (looking only at the text column, since
+    # the sidebars' borders run down the whole window).
+    band = image.crop((image.width // 5 if image.width > 800 else 0, 0,
+                       image.width * 97 // 100, image.height)).convert("L")
+    content = (np.asarray(band) < 245).any(axis=1)
+    rows = np.flatnonzero(content)
+    if rows.size:
+        gaps = np.diff(rows)
+        k = int(np.argmax(gaps)) if gaps.size else -1
+        if k >= 0 and gaps[k] > 600:                     # the blank run above the footer
+            keep = list(range(0, rows[k] + 40)) + list(range(rows[k + 1] - 20, image.height))
+            image = Image.fromarray(np.asarray(image)[keep])
+        else:
+            image = image.crop((0, 0, image.width, min(image.height, rows[-1] + 40)))
     out = []
     for k, top in enumerate(range(0, image.height, TILE)):
         path = OUT / f"{stem}-{k:02d}.png"
