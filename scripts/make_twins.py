@@ -262,7 +262,7 @@ class Converter:
                 path = Path(os.path.normpath(self.chapter_dir / arg))
                 rel = Path(os.path.relpath(path, ROOT)).as_posix()
                 caption = options.get("caption", "")
-                out.append(f"*{caption}* (from `{rel}`):" if caption else f"*From `{rel}`:*")
+                out.append(f"*From {caption}:*" if caption else f"*From `{rel}`:*")
                 out.append("")
                 out.append("```" + options.get("language", "python"))
                 out.append(included_lines(path, options))
