@@ -138,6 +138,11 @@ class PolicyValues(NamedTuple):
     advantages: np.ndarray
 
 
+PolicyValues.values.__doc__ = "V^pi: [S] (discounted) or [H, S] (finite horizon)."
+PolicyValues.q_values.__doc__ = "Q^pi: [S, A] or [H, S, A]."
+PolicyValues.advantages.__doc__ = "A^pi = Q^pi - V^pi: [S, A] or [H, S, A]."
+
+
 def _check_policy_table(mdp: TabularMDP, pi) -> np.ndarray:
     pi = _checks.as_float_array(pi, "pi", ndim=(2, 3), shape_doc="[S, A] (or [H, S, A])")
     S, A = mdp.n_states, mdp.n_actions
