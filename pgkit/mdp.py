@@ -138,9 +138,9 @@ class PolicyValues(NamedTuple):
     advantages: np.ndarray
 
 
-PolicyValues.values.__doc__ = "V^pi: [S] (discounted) or [H, S] (finite horizon)."
-PolicyValues.q_values.__doc__ = "Q^pi: [S, A] or [H, S, A]."
-PolicyValues.advantages.__doc__ = "A^pi = Q^pi - V^pi: [S, A] or [H, S, A]."
+PolicyValues.values.__doc__ = "The values of the policy, shape [S] (discounted) or [H, S] (finite horizon)."
+PolicyValues.q_values.__doc__ = "The action values, shape [S, A] or [H, S, A]."
+PolicyValues.advantages.__doc__ = "The advantages, action values minus values, shape [S, A] or [H, S, A]."
 
 
 def _check_policy_table(mdp: TabularMDP, pi) -> np.ndarray:
