@@ -303,7 +303,7 @@ def finite_difference_gradient(f, x, eps: float = 1e-6) -> np.ndarray:
 def random_mdp(n_states: int, n_actions: int, rng: np.random.Generator, *,
                gamma: float = 0.9, horizon: int | None = None,
                concentration: float = 1.0) -> TabularMDP:
-    """A random MDP: Dirichlet(concentration) rows of P, uniform rewards in [0, 1), Dirichlet mu.
+    """A random MDP: Dirichlet(concentration) rows of P, uniform rewards in [0, 1), a Dirichlet initial distribution d_0.
 
     ``horizon=None`` gives a discounted MDP (needs ``gamma < 1``); otherwise a
     finite-horizon one.

@@ -471,8 +471,8 @@ class LinearGaussianPolicy(Policy):
     def mean(self, theta, obs) -> np.ndarray:
         """W s + b, shape ``[*batch, action_dim]`` for obs ``[*batch, obs_dim]``."""
         W, b, _ = self.unpack(theta)
-        mu = _as_obs(obs, self.obs_dim) @ W.T
-        return mu + b if self.bias else mu
+        mean = _as_obs(obs, self.obs_dim) @ W.T
+        return mean + b if self.bias else mean
 
     def _check_actions(self, actions, batch_shape: tuple) -> np.ndarray:
         actions = as_float_array(actions, "actions")
@@ -485,12 +485,12 @@ class LinearGaussianPolicy(Policy):
     def sample(self, theta, obs, rng: np.random.Generator) -> np.ndarray:
         """a = W s + b + sigma * eps with eps ~ N(0, I); shape ``[*batch, action_dim]``."""
         rng = check_rng(rng)
-        mu = self.mean(theta, obs)
-        return mu + self.stds(theta) * rng.standard_normal(mu.shape)
+        mean = self.mean(theta, obs)
+        return mean + self.stds(theta) * rng.standard_normal(mean.shape)
 
     def log_prob(self, theta, obs, actions) -> np.ndarray:
         """log pi(a | s) = sum_i [-z_i^2 / 2 - log sigma_i - log(2 pi) / 2],
-        with z_i = (a_i - mu_i(s)) / sigma_i and mu(s) = W s + b.
+        with z_i = (a_i - m_i(s)) / sigma_i and m(s) = W s + b.
 
         Args:
             theta: parameters, ``[n_params]``.
@@ -500,16 +500,16 @@ class LinearGaussianPolicy(Policy):
         Returns:
             ``[*batch]``.
         """
-        mu = self.mean(theta, obs)
-        actions = self._check_actions(actions, mu.shape[:-1])
+        mean = self.mean(theta, obs)
+        actions = self._check_actions(actions, mean.shape[:-1])
         log_std = self.log_stds(theta)
         # [book:gaussian-log-prob]
-        z = (actions - mu) * np.exp(-log_std)
+        z = (actions - mean) * np.exp(-log_std)
         return np.sum(-0.5 * z**2 - log_std - 0.5 * np.log(2 * np.pi), axis=-1)
         # [/book:gaussian-log-prob]
 
     def score(self, theta, obs, actions) -> np.ndarray:
-        """grad_theta log pi(a | s), with z = (a - mu(s)) / sigma::
+        """grad_theta log pi(a | s), with z = (a - m(s)) / sigma::
 
             d/dW[i, j] = z_i / sigma_i * s_j,   d/db_i = z_i / sigma_i,
             d/dlog sigma_i = z_i^2 - 1.
@@ -523,16 +523,16 @@ class LinearGaussianPolicy(Policy):
             ``[*batch, n_params]`` laid out like ``theta`` (W, then b, then log sigma).
         """
         obs = _as_obs(obs, self.obs_dim)
-        mu = self.mean(theta, obs)
-        actions = self._check_actions(actions, mu.shape[:-1])
+        mean = self.mean(theta, obs)
+        actions = self._check_actions(actions, mean.shape[:-1])
         sigma = self.stds(theta)
         # [book:gaussian-score]
-        z = (actions - mu) / sigma
-        d_mean = z / sigma                                  # d log pi / d mu   [*batch, D]
+        z = (actions - mean) / sigma
+        d_mean = z / sigma                                  # d log pi / d mean   [*batch, D]
         d_W = d_mean[..., :, None] * obs[..., None, :]      # [*batch, D, obs_dim]
         d_log_std = z**2 - 1                                # [*batch, D]
         # [/book:gaussian-score]
-        parts = [d_W.reshape(mu.shape[:-1] + (-1,))]
+        parts = [d_W.reshape(mean.shape[:-1] + (-1,))]
         if self.bias:
             parts.append(d_mean)
         if self.learn_std:

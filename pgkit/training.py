@@ -13,7 +13,7 @@ Each iteration
 3. takes an ascent step on :math:`\hat g = \frac1B \sum_{t,b} \nabla \log\pi(a_{t,b} \mid s_{t,b})\, w_{t,b}`;
 4. refits ``w`` on this batch's reward-to-go (for use on the next batch).
 
-This is the loop of lecture slides on advantage actor-critic, with a
+This is the advantage actor-critic loop of the policy gradient slides, with a
 least-squares critic refitted from scratch each iteration.
 """
 
