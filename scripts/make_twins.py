@@ -346,7 +346,10 @@ def make_twin(md_path: Path) -> str:
             new = nbformat.v4.new_code_cell(source)
             if hidden:
                 # collapsed in JupyterLab (source_hidden) and on Colab (a titled form cell)
-                if not source.startswith("# @title"):
+                first, _, rest = source.partition("\n")
+                if first.startswith("# Solution"):              # an exercise's solution
+                    new.source = "# @title " + first[2:] + "\n" + rest
+                elif not source.startswith("# @title"):
                     new.source = f"# @title {hidden}\n" + source
                 new.metadata["jupyter"] = {"source_hidden": True}
                 new.metadata["cellView"] = "form"
