@@ -20,8 +20,8 @@ from pybtex.style.labels import BaseLabelStyle
 
 
 def _surname(person) -> str:
-    name = " ".join(person.prelast_names + person.last_names)
-    return re.sub(r"[{}]", "", name)
+    parts = person.rich_prelast_names + person.rich_last_names   # LaTeX accents decoded
+    return re.sub(r"[{}]", "", " ".join(part.render_as("text") for part in parts))
 
 
 def author_year(entry) -> str:

@@ -154,6 +154,7 @@ def link_targets(md_paths: list[Path]) -> dict[str, tuple[str, str]]:
                 name, arg, options, _, _ = _split_directive(lines, i)
                 if "label" in options:
                     kind = name.split(":", 1)[1].capitalize()
+                    arg = re.sub(r"\s*\{cite(?::\w+)?\}`[^`]*`", "", arg).strip()  # link text
                     targets[options["label"]] = (_page(md), f"{kind} ({arg})" if arg else kind)
     return targets
 

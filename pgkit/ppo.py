@@ -1,0 +1,553 @@
+r"""Proximal policy optimisation: its objectives, their gradients, and its diagnostics.
+
+PPO (Schulman, Wolski, Dhariwal, Radford & Klimov 2017, arXiv:1707.06347)
+reuses a batch collected by :math:`\pi_{old}` for several epochs of minibatch
+ascent on a surrogate of the policy's improvement, built from the probability
+ratio of each sample,
+
+.. math:: r = \frac{\pi_\theta(a \mid s)}{\pi_{old}(a \mid s)} = e^{\log\pi_\theta(a|s) - \log\pi_{old}(a|s)},
+
+kept from straying far from 1 in one of two ways:
+
+* clipping (:func:`clipped_surrogate`):
+  :math:`\min\big(r A,\ \operatorname{clip}(r, 1-\epsilon, 1+\epsilon) A\big)`;
+* a KL penalty (:func:`kl_penalty_surrogate`): :math:`r A - \beta\,\mathrm{KL}`, with
+  :math:`\beta` adapted between updates (:func:`adaptive_kl_coefficient`,
+  :func:`dual_kl_coefficient`).
+
+Objectives are *maximised* (the book's optimisers ascend); losses
+(:func:`value_loss`) are minimised. Every objective and loss comes with its
+gradient with respect to what the network outputs: the log-probabilities of
+the taken actions (chain it with a policy's ``grad_log_prob(params, obs,
+actions, weights)``), the logits (entropy), the values. Per-sample functions
+take arrays of any shape (``[T, B]`` or a flattened minibatch ``[N]``); the
+averaging ones average over every entry.
+
+The diagnostics carry CleanRL's names and definitions: :func:`approx_kl`,
+:func:`old_approx_kl`, :func:`clip_fraction`, :func:`explained_variance`, and
+:func:`ratio_ess` (the effective sample size of the ratios, as a fraction).
+The policy's entropy is the policy's own ``entropy(params, obs)``, averaged.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from pgkit import _checks
+from pgkit.importance import effective_sample_size
+
+__all__ = [
+    "clipped_surrogate",
+    "clipped_policy_objective",
+    "kl_penalty_surrogate",
+    "adaptive_kl_coefficient",
+    "dual_kl_coefficient",
+    "entropy_bonus",
+    "value_loss",
+    "normalise_advantages",
+    "minibatches",
+    "approx_kl",
+    "old_approx_kl",
+    "clip_fraction",
+    "explained_variance",
+    "ratio_ess",
+]
+
+
+# ------------------------------------------------------------------ input checks
+
+def _finite(x, name: str, *, ndim=None, shape_doc=None) -> np.ndarray:
+    arr = _checks.as_float_array(x, name, ndim=ndim, shape_doc=shape_doc)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite, got an infinite value")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty: it needs at least one sample")
+    return arr
+
+
+def _pair(a, a_name: str, b, b_name: str):
+    a, b = _finite(a, a_name), _finite(b, b_name)
+    _checks.check_same_shape(a_name, a, b_name, b)
+    return a, b
+
+
+def _ratios(ratio) -> np.ndarray:
+    ratio = _finite(ratio, "ratio")
+    if (ratio < 0).any():
+        raise ValueError(f"ratio must be non-negative (a ratio of probabilities), "
+                         f"got a minimum of {ratio.min():.3g}")
+    return ratio
+
+
+def _number(x, name: str) -> float:
+    if isinstance(x, bool) or not isinstance(x, numbers.Real) or not np.isfinite(x):
+        raise ValueError(f"{name} must be a finite number, got {x!r}")
+    return float(x)
+
+
+def _clip_eps(clip_eps) -> float:
+    clip_eps = _number(clip_eps, "clip_eps")
+    if not 0 <= clip_eps < 1:
+        raise ValueError(f"clip_eps must be in [0, 1), got {clip_eps}")
+    return clip_eps
+
+
+def _kl_rule_args(beta, kl, kl_target):
+    beta = _checks.check_nonnegative(beta, "beta")
+    if not np.isfinite(beta):
+        raise ValueError(f"beta must be finite, got {beta}")
+    kl = _number(kl, "kl")
+    kl_target = _number(kl_target, "kl_target")
+    if kl_target <= 0:
+        raise ValueError(f"kl_target must be positive, got {kl_target}")
+    return beta, kl, kl_target
+
+
+# ------------------------------------------------------------------ objectives
+
+def clipped_surrogate(ratio, advantages, clip_eps: float, *, return_grad: bool = False):
+    r"""PPO's clipped surrogate, per sample, and optionally its derivative in the ratio.
+
+    .. math:: L^{CLIP} = \min\big(r A,\ \operatorname{clip}(r, 1-\epsilon, 1+\epsilon)\, A\big)
+
+    Schulman et al. (2017), arXiv:1707.06347, eq. (7).
+    The minimum makes it a pessimistic bound on :math:`r A`: where the ratio
+    has already moved past the clip in the direction the advantage favours
+    (:math:`A > 0,\ r > 1+\epsilon` or :math:`A < 0,\ r < 1-\epsilon`), the
+    clipped term is the smaller, constant in r, and the derivative is exactly 0;
+    everywhere else (in particular when r moved the *wrong* way) the
+    derivative is A. At the kinks :math:`r = 1 \pm \epsilon` it is taken as A.
+
+    Parameters
+    ----------
+    ratio : array [*shape], non-negative
+        :math:`r = \pi_\theta(a|s) / \pi_{old}(a|s)`.
+    advantages : array [*shape]
+    clip_eps : float in [0, 1)
+    return_grad : bool
+        Also return :math:`\partial L^{CLIP} / \partial r`.
+
+    Returns
+    -------
+    surrogate : array [*shape]
+        Or ``(surrogate, grad_ratio)``, both [*shape].
+    """
+    ratio = _ratios(ratio)
+    ratio, advantages = _pair(ratio, "ratio", advantages, "advantages")
+    surrogate, grad_ratio = _clipped_surrogate(ratio, advantages, _clip_eps(clip_eps))
+    return (surrogate, grad_ratio) if return_grad else surrogate
+
+
+def _clipped_surrogate(ratio, advantages, clip_eps):
+    """:func:`clipped_surrogate` and its ratio derivative, without input checks."""
+    # [book:clipped-surrogate]
+    unclipped = ratio * advantages
+    clipped = np.clip(ratio, 1 - clip_eps, 1 + clip_eps) * advantages
+    surrogate = np.minimum(unclipped, clipped)                 # the pessimistic of the two
+    # [/book:clipped-surrogate]
+    held = ((advantages > 0) & (ratio > 1 + clip_eps)) | ((advantages < 0) & (ratio < 1 - clip_eps))
+    grad_ratio = np.where(held, 0.0, advantages)               # d/dr: 0 where the clip holds
+    return surrogate, grad_ratio
+
+
+def clipped_policy_objective(log_probs, old_log_probs, advantages, clip_eps: float):
+    r"""The mean clipped surrogate of a minibatch and its gradient w.r.t. the new log-probabilities.
+
+    .. math:: J = \frac1N \sum_i L^{CLIP}_i, \qquad
+        \frac{\partial J}{\partial \log\pi_\theta(a_i|s_i)} = \frac{r_i}{N}\,
+        \frac{\partial L^{CLIP}_i}{\partial r_i}
+
+    since :math:`\partial r / \partial \log\pi_\theta = r`. Pass the gradient as
+    ``weights`` to a policy's ``grad_log_prob`` to get :math:`\nabla_\theta J`.
+    CleanRL's ``pg_loss`` is :math:`-J`. Ratios are formed in log space.
+
+    Parameters
+    ----------
+    log_probs : array [*shape]
+        :math:`\log\pi_\theta(a_i|s_i)` under the parameters being updated.
+    old_log_probs : array [*shape]
+        :math:`\log\pi_{old}(a_i|s_i)`, from the batch.
+    advantages : array [*shape]
+    clip_eps : float in [0, 1)
+
+    Returns
+    -------
+    (objective, grad_log_probs) : (float, array [*shape])
+    """
+    log_probs, old_log_probs = _pair(log_probs, "log_probs", old_log_probs, "old_log_probs")
+    _, advantages = _pair(log_probs, "log_probs", advantages, "advantages")
+    return _clipped_policy_objective(log_probs, old_log_probs, advantages, _clip_eps(clip_eps))
+
+
+def _clipped_policy_objective(log_probs, old_log_probs, advantages, clip_eps):
+    ratio = np.exp(log_probs - old_log_probs)
+    surrogate, grad_ratio = _clipped_surrogate(ratio, advantages, clip_eps)
+    return float(surrogate.mean()), ratio * grad_ratio / ratio.size
+
+
+def kl_penalty_surrogate(ratio, advantages, kl, beta: float, *, return_grad: bool = False):
+    r"""PPO's KL-penalised surrogate, per sample: :math:`r A - \beta\, \mathrm{KL}`.
+
+    Schulman et al. (2017), arXiv:1707.06347,
+    eq. (8). ``kl`` is the divergence :math:`\mathrm{KL}(\pi_{old}(\cdot|s) \|
+    \pi_\theta(\cdot|s))` at each sample's state (a policy's ``kl(params_old,
+    params, obs)``; its gradient is the policy's ``grad_kl``). Between updates
+    adapt :math:`\beta` by :func:`adaptive_kl_coefficient` or
+    :func:`dual_kl_coefficient`.
+
+    Parameters
+    ----------
+    ratio : array [*shape], non-negative
+    advantages : array [*shape]
+    kl : array [*shape], non-negative
+    beta : float >= 0
+    return_grad : bool
+        Also return the derivatives with respect to ``ratio`` (A) and ``kl`` (:math:`-\beta`).
+
+    Returns
+    -------
+    surrogate : array [*shape]
+        Or ``(surrogate, grad_ratio, grad_kl)``, all [*shape].
+    """
+    ratio = _ratios(ratio)
+    ratio, advantages = _pair(ratio, "ratio", advantages, "advantages")
+    ratio, kl = _pair(ratio, "ratio", kl, "kl")
+    if (kl < 0).any():
+        raise ValueError(f"kl must be non-negative, got a minimum of {kl.min():.3g}")
+    beta = _checks.check_nonnegative(beta, "beta")
+    surrogate = ratio * advantages - beta * kl
+    if return_grad:
+        return surrogate, advantages.copy(), np.full(kl.shape, -beta)
+    return surrogate
+
+
+def adaptive_kl_coefficient(beta: float, kl: float, kl_target: float) -> float:
+    r"""PPO's adaptive KL coefficient: double :math:`\beta` if the KL overshot, halve it if it undershot.
+
+    .. math:: \beta \leftarrow \begin{cases}
+        2\beta & d > 1.5\, d_{targ}\\
+        \beta / 2 & d < d_{targ} / 1.5\\
+        \beta & \text{otherwise}
+        \end{cases}
+
+    with d the mean KL of the update just made (e.g. :func:`approx_kl`).
+    Schulman et al. (2017), arXiv:1707.06347,
+    section 4 (the constants 1.5 and 2 are theirs, "chosen heuristically").
+    A :math:`\beta` of 0 stays 0.
+
+    Parameters
+    ----------
+    beta : float >= 0
+    kl : float
+    kl_target : float > 0
+
+    Returns
+    -------
+    float, the next beta
+    """
+    beta, kl, kl_target = _kl_rule_args(beta, kl, kl_target)
+    # [book:adaptive-kl]
+    if kl > 1.5 * kl_target:
+        beta = 2 * beta              # moved too far: penalise the KL more
+    elif kl < kl_target / 1.5:
+        beta = beta / 2              # barely moved: penalise it less
+    # [/book:adaptive-kl]
+    return beta
+
+
+def dual_kl_coefficient(beta: float, kl: float, kl_target: float, step_size: float) -> float:
+    r"""One step of dual gradient ascent on the KL constraint's multiplier.
+
+    .. math:: \beta \leftarrow \max\big(0,\ \beta + \alpha\, (d - d_{targ})\big)
+
+    For the constrained problem :math:`\max_\theta J(\theta)` subject to
+    :math:`\mathrm{KL} \le d_{targ}`, the Lagrangian :math:`J - \beta(\mathrm{KL} - d_{targ})`
+    is maximised in :math:`\theta` (the policy updates) and minimised in
+    :math:`\beta \ge 0`, whose gradient is :math:`-(d - d_{targ})`: the multiplier grows
+    while the constraint is violated and shrinks when it is slack. The max with 0
+    projects back onto :math:`\beta \ge 0` (a negative multiplier would reward
+    moving away; the notes' update omits it). Dual
+    gradient descent as in S. Levine, "Advanced policy gradients", notes on
+    lecture 10 of CS 285 (2023). :func:`adaptive_kl_coefficient` is its
+    multiplicative cousin.
+
+    Parameters
+    ----------
+    beta : float >= 0
+    kl : float
+        The mean KL of the update just made.
+    kl_target : float > 0
+    step_size : float >= 0
+        :math:`\alpha`.
+
+    Returns
+    -------
+    float, the next beta
+    """
+    beta, kl, kl_target = _kl_rule_args(beta, kl, kl_target)
+    step_size = _checks.check_nonnegative(step_size, "step_size")
+    return max(0.0, beta + step_size * (kl - kl_target))
+
+
+def entropy_bonus(logits, coef: float):
+    r"""The entropy bonus of a categorical policy and its gradient w.r.t. the logits.
+
+    .. math:: J_H = c\, \frac1N \sum_i H(\pi(\cdot|s_i)), \qquad
+        \frac{\partial H}{\partial z_b} = -\pi_b\, (\log\pi_b + H)
+
+    with :math:`\pi = \operatorname{softmax}(z)`. Added to the clipped
+    objective it keeps the policy from becoming deterministic too early
+    (CleanRL: ``loss = pg_loss - ent_coef * entropy_loss + ...``, c = 0.01).
+    Chain the gradient through the network with ``MLP.backward``. For any
+    policy, ``coef / N * policy.grad_entropy(params, obs)`` is the same gradient
+    in the parameters (it also covers Gaussian policies).
+
+    Parameters
+    ----------
+    logits : array [*batch, A]
+    coef : float >= 0
+
+    Returns
+    -------
+    (bonus, grad_logits) : (float, array [*batch, A])
+    """
+    logits = _finite(logits, "logits")
+    if logits.ndim == 0:
+        raise ValueError("logits must have shape [*batch, A], got ()")
+    coef = _checks.check_nonnegative(coef, "coef")
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    log_pi = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    pi = np.exp(log_pi)
+    H = -np.sum(pi * log_pi, axis=-1, keepdims=True)
+    n = H.size
+    return coef * float(H.mean()), -coef / n * pi * (log_pi + H)
+
+
+def value_loss(values, returns, old_values=None, clip_range: float | None = None):
+    r"""The squared-error value loss, optionally clipped as in CleanRL, and its gradient w.r.t. the values.
+
+    Unclipped (the default):
+
+    .. math:: L^V = \frac1{2N} \sum_i (V_i - R_i)^2, \qquad
+        \frac{\partial L^V}{\partial V_i} = \frac{V_i - R_i}{N}.
+
+    Clipped (``old_values`` and ``clip_range`` given; CleanRL's ``clip_vloss``),
+    with :math:`V^{clip}_i = V^{old}_i + \operatorname{clip}(V_i - V^{old}_i, -c, c)`:
+
+    .. math:: L^V = \frac1{2N} \sum_i \max\big((V_i - R_i)^2, (V^{clip}_i - R_i)^2\big),
+
+    whose derivative is :math:`(V_i - R_i)/N` where the first term is the
+    larger (ties included) and exactly 0 where the clipped term is (then
+    :math:`|V_i - V^{old}_i| > c` and :math:`V^{clip}_i` is constant in :math:`V_i`).
+
+    The book uses the unclipped loss by default: value clipping did not help, and
+    often hurt, in the ablations of Engstrom et al. (2020, arXiv:2005.12729) and
+    Andrychowicz et al. (2021, arXiv:2006.05990); its range c is in units of the
+    return (CleanRL reuses the policy's 0.2, tiny next to CartPole's returns of
+    hundreds), and it zeroes the gradient of exactly the samples whose value
+    is furthest off. The option is here to reproduce CleanRL. Minimise it (an
+    ascending optimiser takes ``-grad``).
+
+    Parameters
+    ----------
+    values : array [*shape]
+        :math:`V_\phi(s_i)` under the parameters being updated.
+    returns : array [*shape]
+        The targets, :math:`\hat A_i + V^{old}_i` for GAE.
+    old_values : array [*shape], optional
+        :math:`V^{old}_i`, the values when the batch was collected.
+    clip_range : float > 0, optional
+        c; given together with ``old_values``.
+
+    Returns
+    -------
+    (loss, grad_values) : (float, array [*shape])
+    """
+    values, returns = _pair(values, "values", returns, "returns")
+    if (old_values is None) != (clip_range is None):
+        raise ValueError("give both old_values and clip_range to clip the value loss, or neither")
+    error = values - returns
+    if old_values is None:
+        return 0.5 * float(np.mean(error ** 2)), error / error.size
+    _, old_values = _pair(values, "values", old_values, "old_values")
+    clip_range = _number(clip_range, "clip_range")
+    if clip_range <= 0:
+        raise ValueError(f"clip_range must be positive, got {clip_range}")
+    clipped_error = old_values + np.clip(values - old_values, -clip_range, clip_range) - returns
+    clipped_active = clipped_error ** 2 > error ** 2
+    loss = 0.5 * float(np.mean(np.maximum(error ** 2, clipped_error ** 2)))
+    return loss, np.where(clipped_active, 0.0, error) / error.size
+
+
+def normalise_advantages(advantages, eps: float = 1e-8) -> np.ndarray:
+    r"""Advantages shifted to mean 0 and scaled to standard deviation 1 (up to ``eps``).
+
+    .. math:: \tilde A_i = \frac{A_i - \bar A}{\operatorname{std}(A) + \epsilon}
+
+    Applied per minibatch, as CleanRL's ``norm_adv`` does. The standard
+    deviation is the population one (``ddof=0``), so a minibatch of one sample
+    gives 0 rather than NaN; CleanRL's torch ``std`` divides by N - 1, a
+    difference of a factor :math:`\sqrt{(N-1)/N}` (0.2% at N = 256).
+
+    Parameters
+    ----------
+    advantages : array [*shape]
+    eps : float >= 0
+
+    Returns
+    -------
+    array [*shape]
+    """
+    advantages = _finite(advantages, "advantages")
+    eps = _checks.check_nonnegative(eps, "eps")
+    centred = advantages - advantages.mean()
+    std = advantages.std()
+    if std + eps == 0:
+        return centred                                     # all equal and eps = 0: zeros
+    return centred / (std + eps)
+
+
+def minibatches(n: int, n_minibatches: int, rng: np.random.Generator) -> list:
+    """One epoch of shuffled minibatches: index arrays that together hold 0..n-1 exactly once.
+
+    Call once per epoch (a fresh shuffle each time). When ``n_minibatches``
+    does not divide n, the sizes differ by at most one. Index a flattened batch
+    with them (``[T, B]`` arrays reshaped to ``[T * B]``, as CleanRL does).
+
+    Parameters
+    ----------
+    n : int >= 1
+        Samples in the batch.
+    n_minibatches : int in [1, n]
+    rng : np.random.Generator
+
+    Returns
+    -------
+    list of ``n_minibatches`` integer arrays
+    """
+    n = _checks.check_positive_int(n, "n")
+    n_minibatches = _checks.check_positive_int(n_minibatches, "n_minibatches")
+    if n_minibatches > n:
+        raise ValueError(f"n_minibatches must be <= n = {n} (every minibatch needs a sample), "
+                         f"got {n_minibatches}")
+    rng = _checks.check_rng(rng)
+    return np.array_split(rng.permutation(n), n_minibatches)
+
+
+# ------------------------------------------------------------------ diagnostics
+
+def approx_kl(log_ratio) -> float:
+    r"""CleanRL's ``approx_kl``: :math:`\frac1N \sum_i \big((r_i - 1) - \log r_i\big)`.
+
+    With actions drawn from :math:`\pi_{old}` and :math:`\log r = \log\pi_\theta -
+    \log\pi_{old}`, each term is an unbiased estimate of
+    :math:`\mathrm{KL}(\pi_{old} \| \pi_\theta)` (since :math:`\mathbb E_{old}[r] = 1`
+    when :math:`\pi_\theta` puts no mass where :math:`\pi_{old}` puts none),
+    and non-negative (:math:`x - 1 \ge \log x`). For nearby policies (as in a
+    PPO update) its variance is far below that of :func:`old_approx_kl`, whose
+    terms take both signs; for distant ones it can be larger, since r is
+    unbounded. Schulman's "k3" estimator: J. Schulman,
+    "Approximating KL divergence", blog post (2020). Computed as
+    ``expm1(log_ratio) - log_ratio``, accurate for small ratios of change.
+
+    Parameters
+    ----------
+    log_ratio : array [*shape]
+
+    Returns
+    -------
+    float >= 0
+    """
+    log_ratio = _finite(log_ratio, "log_ratio")
+    # [book:approx-kl]
+    return float(np.mean(np.expm1(log_ratio) - log_ratio))     # mean of (r - 1) - log r
+    # [/book:approx-kl]
+
+
+def old_approx_kl(log_ratio) -> float:
+    r"""CleanRL's ``old_approx_kl``: :math:`\frac1N \sum_i -\log r_i`.
+
+    Unbiased for :math:`\mathrm{KL}(\pi_{old} \| \pi_\theta)` under actions from
+    :math:`\pi_{old}`, but its terms take both signs, so it can come out
+    negative, and for nearby policies its variance is much higher than that of
+    :func:`approx_kl`.
+
+    Parameters
+    ----------
+    log_ratio : array [*shape]
+
+    Returns
+    -------
+    float
+    """
+    return float(np.mean(-_finite(log_ratio, "log_ratio")))
+
+
+def clip_fraction(ratio, clip_eps: float) -> float:
+    r"""The fraction of samples whose ratio lies outside the clip range: mean of :math:`|r - 1| > \epsilon`.
+
+    CleanRL's ``clipfrac``. It counts every ratio beyond the range, including
+    those (moved against the advantage) whose gradient the clip does not stop.
+
+    Parameters
+    ----------
+    ratio : array [*shape], non-negative
+    clip_eps : float in [0, 1)
+
+    Returns
+    -------
+    float in [0, 1]
+    """
+    ratio = _ratios(ratio)
+    return float(np.mean(np.abs(ratio - 1) > _clip_eps(clip_eps)))
+
+
+def explained_variance(values, returns) -> float:
+    r"""The fraction of the returns' variance that the values explain.
+
+    .. math:: \mathrm{EV} = 1 - \frac{\operatorname{Var}[R - V]}{\operatorname{Var}[R]}
+
+    CleanRL's ``explained_var`` (over the whole batch). 1 for predictions exact up to a
+    constant, 0 for any constant prediction, negative for predictions
+    worse than that. When the returns are all equal (:math:`\operatorname{Var}[R] = 0`,
+    where CleanRL gives NaN) it is defined, as scikit-learn's
+    ``explained_variance_score`` does, as 1 if the residuals :math:`R - V` are all
+    equal too and 0 otherwise, so it is never NaN.
+
+    Parameters
+    ----------
+    values : array [*shape]
+    returns : array [*shape]
+
+    Returns
+    -------
+    float <= 1
+    """
+    values, returns = _pair(values, "values", returns, "returns")
+    residuals = returns - values
+    if np.ptp(returns) == 0:
+        return 1.0 if np.ptp(residuals) == 0 else 0.0
+    return float(1 - np.var(residuals) / np.var(returns))
+
+
+def ratio_ess(log_ratio) -> float:
+    r"""The effective sample size of the ratios as a fraction of the sample size: :math:`\mathrm{ESS} / N`.
+
+    .. math:: \frac{\mathrm{ESS}}{N} = \frac{(\sum_i r_i)^2}{N \sum_i r_i^2} \in (0, 1]
+
+    1 while :math:`\pi_\theta = \pi_{old}`; it falls as a few samples come to
+    dominate the reweighted batch. Computed in log space by
+    :func:`pgkit.importance.effective_sample_size`.
+
+    Parameters
+    ----------
+    log_ratio : array [*shape]
+
+    Returns
+    -------
+    float in (0, 1]
+    """
+    log_ratio = _finite(log_ratio, "log_ratio").ravel()
+    return effective_sample_size(log_ratio) / log_ratio.size
