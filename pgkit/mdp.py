@@ -67,7 +67,7 @@ class TabularMDP:
     rewards : array [S, A]
         ``rewards[s, a]`` is the expected reward r(s, a).
     initial_distribution : array [S]
-        mu, the distribution of the first state.
+        d_0, the distribution of the first state.
     gamma : float
         Discount factor in [0, 1]; must be < 1 when ``horizon`` is None.
     horizon : int or None

@@ -37,6 +37,10 @@ import numpy as np
 
 from pgkit import _checks
 from pgkit.importance import effective_sample_size
+from pgkit.nn import _backward, _flat, _log_softmax
+from pgkit.optim import Adam, _clip_grad_norm
+from pgkit.rollout import collect
+from pgkit.training import History, _fit_value, _setup_loop, _values_and_advantages
 
 __all__ = [
     "clipped_surrogate",
@@ -53,6 +57,7 @@ __all__ = [
     "clip_fraction",
     "explained_variance",
     "ratio_ess",
+    "train_ppo",
 ]
 
 
@@ -122,7 +127,7 @@ def clipped_surrogate(ratio, advantages, clip_eps: float, *, return_grad: bool =
 
     Parameters
     ----------
-    ratio : array [*shape], non-negative
+    ratio : non-negative array [*shape]
         :math:`r = \pi_\theta(a|s) / \pi_{old}(a|s)`.
     advantages : array [*shape]
     clip_eps : float in [0, 1)
@@ -199,9 +204,9 @@ def kl_penalty_surrogate(ratio, advantages, kl, beta: float, *, return_grad: boo
 
     Parameters
     ----------
-    ratio : array [*shape], non-negative
+    ratio : non-negative array [*shape]
     advantages : array [*shape]
-    kl : array [*shape], non-negative
+    kl : non-negative array [*shape]
     beta : float >= 0
     return_grad : bool
         Also return the derivatives with respect to ``ratio`` (A) and ``kl`` (:math:`-\beta`).
@@ -317,8 +322,11 @@ def entropy_bonus(logits, coef: float):
     if logits.ndim == 0:
         raise ValueError("logits must have shape [*batch, A], got ()")
     coef = _checks.check_nonnegative(coef, "coef")
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    log_pi = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return _entropy_bonus(_log_softmax(logits), coef)
+
+
+def _entropy_bonus(log_pi, coef):
+    """:func:`entropy_bonus` from log-probabilities ``log_pi`` [*batch, A], without input checks."""
     pi = np.exp(log_pi)
     H = -np.sum(pi * log_pi, axis=-1, keepdims=True)
     n = H.size
@@ -402,6 +410,11 @@ def normalise_advantages(advantages, eps: float = 1e-8) -> np.ndarray:
     """
     advantages = _finite(advantages, "advantages")
     eps = _checks.check_nonnegative(eps, "eps")
+    return _normalise_advantages(advantages, eps)
+
+
+def _normalise_advantages(advantages, eps):
+    """:func:`normalise_advantages` without input checks."""
     centred = advantages - advantages.mean()
     std = advantages.std()
     if std + eps == 0:
@@ -493,7 +506,7 @@ def clip_fraction(ratio, clip_eps: float) -> float:
 
     Parameters
     ----------
-    ratio : array [*shape], non-negative
+    ratio : non-negative array [*shape]
     clip_eps : float in [0, 1)
 
     Returns
@@ -551,3 +564,245 @@ def ratio_ess(log_ratio) -> float:
     """
     log_ratio = _finite(log_ratio, "log_ratio").ravel()
     return effective_sample_size(log_ratio) / log_ratio.size
+
+
+# ------------------------------------------------------------------ the training loop
+
+_VARIANTS = ("clip", "kl", "kl-dual", "vanilla")
+_KL_VARIANTS = ("kl", "kl-dual")
+
+
+def _policy_objective(policy, params, obs, actions, old_log_probs, advantages, variant, clip_eps,
+                      ent_coef, beta, old_log_pi):
+    r"""The objective :func:`train_ppo` ascends on one minibatch, and its gradient (unchecked).
+
+    .. math:: J(\theta) = \frac1m \sum_i \ell_i(\theta) + c_H \frac1m \sum_i H(\pi_\theta(\cdot|s_i))
+
+    with :math:`\ell_i` the clipped surrogate (``"clip"``), :math:`r_i A_i - \beta\,
+    \mathrm{KL}(\pi_{old}(\cdot|s_i) \| \pi_\theta(\cdot|s_i))` (``"kl"``, ``"kl-dual"``), or
+    :math:`r_i A_i` (``"vanilla"``; at :math:`\theta = \theta_{old}` its gradient is the
+    policy gradient :math:`\frac1m \sum_i A_i \nabla\log\pi(a_i|s_i)`).
+
+    Args: ``params`` [P]; ``obs`` [m, obs_dim]; ``actions``, ``old_log_probs``,
+    ``advantages`` [m]; ``old_log_pi`` [m, A], the old policy's log-probabilities of
+    every action (used by the KL variants only).
+
+    Returns ``(objective, grad [P])``.
+    """
+    out, layers, inputs = policy._body(params[None], obs[None])     # one forward pass, kept
+    log_pi = _log_softmax(out[0])                                    # [m, A]
+    pi = np.exp(log_pi)
+    m = actions.size
+    log_probs = log_pi[np.arange(m), actions]
+    if variant == "clip":
+        objective, grad_log_probs = _clipped_policy_objective(log_probs, old_log_probs, advantages, clip_eps)
+    else:
+        ratio = np.exp(log_probs - old_log_probs)
+        objective, grad_log_probs = float(np.mean(ratio * advantages)), ratio * advantages / m
+    # d log pi(a|s) / d logits = e_a - pi
+    grad_logits = grad_log_probs[:, None] * (np.eye(policy.n_actions)[actions] - pi)
+    if variant in _KL_VARIANTS:
+        pi_old = np.exp(old_log_pi)
+        objective -= beta * float(np.mean(np.sum(pi_old * (old_log_pi - log_pi), axis=-1)))
+        grad_logits -= beta / m * (pi - pi_old)                      # d KL / d logits = pi - pi_old
+    if ent_coef:
+        bonus, grad_entropy = _entropy_bonus(log_pi, ent_coef)
+        objective += bonus
+        grad_logits += grad_entropy
+    return objective, _flat(_backward(layers, inputs, grad_logits[None]))[0]
+
+
+def train_ppo(env, policy, value_fn, rng: np.random.Generator, *, total_steps: int,
+              variant: str = "clip", n_steps: int = 32, gamma: float = 0.98, gae_lambda: float = 0.8,
+              lr: float = 1e-3, update_epochs: int | None = None, n_minibatches: int | None = None,
+              norm_adv: bool = True, clip_eps: float = 0.2, ent_coef: float = 0.0,
+              kl_target: float = 0.01, beta: float = 1.0, beta_step_size: float = 100.0,
+              value_lr: float = 1e-3, value_epochs: int | None = None,
+              value_minibatches: int | None = None, max_grad_norm: float | None = 0.5,
+              optimizer=None, value_optimizer=None, params=None, value_params=None,
+              obs_features=None, stop_at: float | None = None, stop_window: int = 20,
+              progress=False) -> History:
+    r"""Train a categorical policy and a critic by PPO (or vanilla policy gradient); returns a :class:`~pgkit.training.History`.
+
+    Each iteration
+
+    1. collects ``n_steps`` steps of each of the B = ``env.num_envs`` environments
+       with the current policy (:func:`pgkit.rollout.collect`; episodes run on
+       across iterations);
+    2. computes GAE advantages with the critic (:func:`pgkit.returns.gae`,
+       bootstrapping from the true final observation at a truncation) and the
+       critic's targets ``returns = advantages + values``;
+    3. ascends the policy objective for ``update_epochs`` passes over the batch in
+       ``n_minibatches`` shuffled minibatches, one optimiser step each (advantages
+       normalised per minibatch, gradients clipped to norm ``max_grad_norm``):
+
+       * ``"clip"``: PPO-clip, :math:`\frac1m\sum_i \min(r_i A_i, \operatorname{clip}(r_i, 1-\epsilon, 1+\epsilon) A_i)`
+         (:func:`clipped_policy_objective`; Schulman et al. 2017, arXiv:1707.06347, eq. 7);
+       * ``"kl"``: PPO with an adaptive KL penalty, :math:`\frac1m\sum_i r_i A_i - \beta\,\overline{\mathrm{KL}}`
+         (eq. 8), :math:`\beta` updated after each iteration by :func:`adaptive_kl_coefficient`;
+       * ``"kl-dual"``: the same, :math:`\beta` updated by dual gradient ascent
+         (:func:`dual_kl_coefficient`, step ``beta_step_size``);
+       * ``"vanilla"``: :math:`\frac1m \sum_i r_i A_i`, whose gradient at the
+         collecting parameters is the policy gradient; by default one epoch of
+         one minibatch, i.e. one policy-gradient step per batch, an advantage
+         actor-critic. With more epochs it reuses the batch with no constraint at all.
+
+       plus ``ent_coef`` times the mean entropy (:func:`entropy_bonus`);
+    4. regresses the critic on ``returns`` (``value_epochs`` passes of
+       ``value_minibatches`` minibatches, :func:`value_loss` unclipped, its own
+       Adam).
+
+    The policy and critic are separate networks with separate optimisers.
+
+    Parameters
+    ----------
+    env : vectorised environment (``CartPoleVecEnv``, ``TabularEnv``); B = ``env.num_envs``
+    policy : :class:`~pgkit.nn.CategoricalMLPPolicy`
+    value_fn : :class:`~pgkit.nn.ValueMLP` (same ``obs_dim``)
+    rng : np.random.Generator
+        Draws, in this order, the initial policy parameters (unless ``params``
+        is given), the critic's (unless ``value_params`` is given), then for
+        each iteration the batch (:func:`~pgkit.rollout.collect`), the policy's
+        minibatches and the critic's minibatches. Same rng state, same run.
+    total_steps : int
+        Budget of environment steps; the run has ``total_steps // (n_steps * B)`` iterations.
+    variant : ``"clip"``, ``"kl"``, ``"kl-dual"`` or ``"vanilla"``
+    n_steps : int
+        T, the steps per environment per iteration (CleanRL's ``num_steps``).
+    gamma, gae_lambda : float in [0, 1]
+    lr : float > 0
+        The policy's Adam step size (ignored when ``optimizer`` is given).
+    update_epochs, n_minibatches : int or None
+        Passes over each batch and minibatches per pass; None means 10 and 1
+        (1 and 1 for ``"vanilla"``).
+    norm_adv : bool
+        Normalise the advantages of each minibatch (:func:`normalise_advantages`).
+    clip_eps : float in [0, 1)
+        :math:`\epsilon` of the clip (and of the ``clip_fraction`` diagnostic, for every variant).
+    ent_coef : float >= 0
+    kl_target : float > 0
+        :math:`d_{targ}` of the KL variants.
+    beta : float >= 0
+        The initial KL coefficient of the KL variants.
+    beta_step_size : float >= 0
+        The dual ascent step :math:`\alpha` of ``"kl-dual"``.
+    value_lr : float > 0
+        The critic's Adam step size (ignored when ``value_optimizer`` is given).
+    value_epochs, value_minibatches : int or None
+        The critic's passes and minibatches per iteration; None means
+        ``update_epochs`` and ``n_minibatches`` (10 and 1 for ``"vanilla"``).
+    max_grad_norm : float > 0 or None
+        Clip each gradient (policy and critic, separately) to this norm (:func:`pgkit.optim.clip_grad_norm`).
+    optimizer, value_optimizer : objects with ``step(params, grad) -> params`` that *ascend*, or None
+        Default: ``Adam(lr, eps=1e-5)`` and ``Adam(value_lr, eps=1e-5)`` (the
+        critic's optimiser is given minus the loss gradient).
+    params, value_params : [n_params] arrays or None
+        Initial parameters; None draws them with ``policy.init(rng)``, ``value_fn.init(rng)``.
+    obs_features : callable or None
+        Maps the environment's observations ``[B, ...]`` to the networks' inputs
+        ``[B, obs_dim]``; for a ``TabularEnv``,
+        ``lambda s: pgkit.gradients.one_hot_features(s, n_states)`` (with
+        ``hidden=()``, the policy is then a tabular softmax).
+    stop_at : float or None
+        Stop after the first iteration at which the mean return of the last
+        ``stop_window`` finished episodes is at least this (475 for CartPole-v1).
+    stop_window : int
+    progress : bool or callable
+        False (the default) is quiet; True prints a line every tenth of the run;
+        a callable is called after every iteration with a dict (``iteration``,
+        ``env_steps``, ``wall_time``, ``mean_return``, ``last_mean_return``,
+        ``solved`` and the diagnostics).
+
+    Returns
+    -------
+    :class:`~pgkit.training.History` with ``theta`` and ``value_params`` the final
+    parameters and ``diagnostics`` [n_iterations] arrays, measured on the whole
+    batch: ``approx_kl``, ``kl`` (exact mean :math:`\mathrm{KL}(\pi_{old}\|\pi_{new})`
+    over the batch's states), ``clip_fraction`` and ``ratio_ess`` of the ratios
+    after the iteration's update (CleanRL instead averages ``clipfrac`` over the
+    minibatch steps), ``entropy`` (of the collecting policy),
+    ``explained_variance`` and ``value_loss`` (of the critic that computed the
+    advantages), and ``beta`` (the coefficient used; NaN for ``"clip"`` and ``"vanilla"``).
+    """
+    if variant not in _VARIANTS:
+        raise ValueError(f"variant must be one of {', '.join(map(repr, _VARIANTS))}, got {variant!r}")
+    vanilla = variant == "vanilla"
+    update_epochs = (1 if vanilla else 10) if update_epochs is None else update_epochs
+    n_minibatches = 1 if n_minibatches is None else n_minibatches
+    value_epochs = (10 if vanilla else update_epochs) if value_epochs is None else value_epochs
+    value_minibatches = n_minibatches if value_minibatches is None else value_minibatches
+    setup = _setup_loop(env, policy, value_fn, rng, total_steps=total_steps, n_steps=n_steps,
+                        gamma=gamma, gae_lambda=gae_lambda, value_lr=value_lr,
+                        value_epochs=value_epochs, value_minibatches=value_minibatches,
+                        max_grad_norm=max_grad_norm, params=params, value_params=value_params,
+                        obs_features=obs_features, stop_at=stop_at, stop_window=stop_window,
+                        progress=progress,
+                        diagnostics=("approx_kl", "kl", "clip_fraction", "entropy",
+                                     "explained_variance", "ratio_ess", "value_loss", "beta"))
+    N = setup.batch_size
+    _checks.check_positive_int(update_epochs, "update_epochs")
+    n_minibatches = _checks.check_positive_int(n_minibatches, "n_minibatches")
+    if n_minibatches > N:
+        raise ValueError(f"n_minibatches must be <= n_steps * num_envs = {N} (every minibatch "
+                         f"needs a sample), got {n_minibatches}")
+    if not 0 < _checks.check_nonnegative(lr, "lr") < np.inf:
+        raise ValueError(f"lr must be positive and finite, got {lr}")
+    if not isinstance(norm_adv, (bool, np.bool_)):
+        raise ValueError(f"norm_adv must be True or False, got {norm_adv!r}")
+    clip_eps = _clip_eps(clip_eps)
+    ent_coef = _checks.check_nonnegative(ent_coef, "ent_coef")
+    beta, _, kl_target = _kl_rule_args(beta, 0.0, kl_target)
+    beta_step_size = _checks.check_nonnegative(beta_step_size, "beta_step_size")
+    for name, opt in (("optimizer", optimizer), ("value_optimizer", value_optimizer)):
+        if opt is not None and not callable(getattr(opt, "step", None)):
+            raise ValueError(f"{name} must have a step(params, grad) method, or be None")
+    optimizer = Adam(lr, eps=1e-5) if optimizer is None else optimizer
+    value_optimizer = Adam(value_lr, eps=1e-5) if value_optimizer is None else value_optimizer
+
+    env, params, value_params, recorder = setup.env, setup.params, setup.value_params, setup.recorder
+    rows = np.arange(N)
+    batch = None
+    for _ in range(setup.n_iterations):
+        batch = collect(env, policy, params, n_steps, rng, previous=batch)
+        values, advantages, returns = _values_and_advantages(value_fn, value_params, batch, gamma, gae_lambda)
+        obs = batch.observations.reshape(N, -1).astype(float)
+        actions = batch.actions.reshape(N)
+        old_log_probs = batch.log_probs.reshape(N)
+        advantages = advantages.reshape(N)
+        old_log_pi = _log_softmax(policy._body(params[None], obs[None])[0][0])      # [N, A]
+
+        grad_norms = []
+        for _ in range(update_epochs):
+            for mb in np.array_split(rng.permutation(N), n_minibatches):
+                adv = _normalise_advantages(advantages[mb], 1e-8) if norm_adv else advantages[mb]
+                _, grad = _policy_objective(policy, params, obs[mb], actions[mb], old_log_probs[mb],
+                                            adv, variant, clip_eps, ent_coef, beta, old_log_pi[mb])
+                if max_grad_norm is not None:
+                    grad, norm = _clip_grad_norm(grad, max_grad_norm)
+                else:
+                    norm = np.sqrt(grad @ grad)
+                grad_norms.append(float(norm))
+                params = optimizer.step(params, grad)
+        value_params = _fit_value(value_fn, value_params, value_optimizer, obs, returns.reshape(N),
+                                  value_epochs, value_minibatches, max_grad_norm, rng)
+
+        new_log_pi = _log_softmax(policy._body(params[None], obs[None])[0][0])
+        log_ratio = new_log_pi[rows, actions] - old_log_probs
+        pi_old = np.exp(old_log_pi)
+        kl = float(np.mean(np.sum(pi_old * (old_log_pi - new_log_pi), axis=-1)))
+        diagnostics = {
+            "approx_kl": approx_kl(log_ratio), "kl": kl,
+            "clip_fraction": float(np.mean(np.abs(np.expm1(log_ratio)) > clip_eps)),
+            "entropy": float(-np.mean(np.sum(pi_old * old_log_pi, axis=-1))),
+            "explained_variance": explained_variance(values, returns),
+            "ratio_ess": ratio_ess(log_ratio),
+            "value_loss": 0.5 * float(np.mean((values - returns) ** 2)),
+            "beta": beta if variant in _KL_VARIANTS else float("nan"),
+        }
+        if variant == "kl":
+            beta = adaptive_kl_coefficient(beta, kl, kl_target)
+        elif variant == "kl-dual":
+            beta = dual_kl_coefficient(beta, kl, kl_target, beta_step_size)
+        if recorder.record(batch, float(np.mean(grad_norms)), diagnostics):
+            break
+    return recorder.history(params, value_params)
