@@ -29,10 +29,13 @@ overflows nor underflows. A weight is never formed on its own. Each term of an
 estimate, a weight times a value (a reward, a return, a score), is kept as
 its log-magnitude :math:`\log w + \log|v|` and its sign; the positive and the
 negative terms are each summed by log-sum-exp, and only the final sum is
-exponentiated. So every estimator here returns the correct float64 value
-whenever that value is representable (a weight of :math:`e^{800}` on a reward
-of zero contributes exactly zero, not ``inf * 0``), ``+inf`` or ``-inf`` with
-the right sign when it is not, and never NaN. Self-normalised weights and the
+exponentiated. So every estimator here is accurate to rounding relative to
+the larger of its positive and negative parts (the accuracy of a plain sum,
+without its overflow: a weight of :math:`e^{800}` on a reward of zero
+contributes exactly zero, not ``inf * 0``); it is ``+inf`` or ``-inf``, with
+the right sign, only when the result overflows float64; and it is never NaN.
+When positive and negative terms nearly cancel, the absolute error is a few
+units of rounding of the larger part, as for any floating-point sum. Self-normalised weights and the
 effective sample size are computed from :math:`e^{\ell_i - \max_j \ell_j}`,
 in which the largest term is exactly one. A log-weight of ``-inf`` is a weight
 of exactly zero; ``+inf`` and NaN are rejected.
@@ -147,8 +150,9 @@ def _exp_weighted_sum(log_scales, values, axis: int) -> np.ndarray:
     the larger of the two, is exponentiated. A term with :math:`v = 0` or
     :math:`\ell = -\infty` contributes exactly zero whatever the other factor
     is, so a huge weight on a zero value cannot make ``inf * 0``. The result is
-    the sum rounded to float64 when it is representable, ``+inf`` or ``-inf``
-    (its sign) when it is not, and never NaN. ``log_scales`` and ``values``
+    accurate to rounding relative to the larger of the positive and the
+    negative part, ``+inf`` or ``-inf`` (its sign) only when it overflows
+    float64, and never NaN. ``log_scales`` and ``values``
     broadcast; ``log_scales`` may be ``-inf`` but not ``+inf``; ``values`` finite.
     """
     log_scales, values = np.broadcast_arrays(log_scales, values)
@@ -496,8 +500,8 @@ def ordinary_is_estimate(values, log_weights):
     :math:`x_i` are drawn i.i.d. from q and :math:`w_i = p(x_i) / q(x_i)`.
     Each term :math:`w_i f(x_i) / N` is kept as a log-magnitude and a sign and
     the terms are summed by log-sum-exp (see the module docstring): the result
-    is correct whenever it is representable, ``inf`` of the right sign when it
-    is not, never NaN.
+    is accurate to rounding relative to the larger of the positive and the
+    negative part, ``inf`` of the right sign only when it overflows, never NaN.
 
     Parameters
     ----------
@@ -757,7 +761,7 @@ def exact_is_variance(p, q, f) -> float:
 
     Book equation ``is-variance``. The N-sample estimate
     :func:`ordinary_is_estimate` has this variance divided by N. Computed in the
-    centred form :math:`\sum_x q(x) (w(x) f(x) - \mu)^2` over the outcomes with
+    centred form :math:`\sum_x q(x) (w(x) f(x) - I)^2` over the outcomes with
     q > 0 (equal to the above, and never negative through rounding).
 
     Parameters
@@ -791,8 +795,8 @@ def exact_is_variance(p, q, f) -> float:
 def snis_asymptotic_variance(p, q, f) -> float:
     r"""N times the large-N variance of the self-normalised estimate.
 
-    .. math:: \lim_{N\to\infty} N \operatorname{Var}[\hat\mu_{\text{SN}}]
-        = \sum_x \frac{p(x)^2 \big(f(x) - \mu\big)^2}{q(x)}, \qquad \mu = \sum_x p(x) f(x)
+    .. math:: \lim_{N\to\infty} N \operatorname{Var}[\hat I_{\text{SN}}]
+        = \sum_x \frac{p(x)^2 \big(f(x) - I\big)^2}{q(x)}, \qquad I = \sum_x p(x) f(x)
 
     Book equation ``snis-variance`` (the delta method). At finite N the
     variance (and bias) of the self-normalised estimate have no closed form.

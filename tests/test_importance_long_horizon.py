@@ -1,9 +1,10 @@
 """Importance-sampling estimators at long horizons and extreme weights.
 
-Every estimator in pgkit.importance must return the float64 value of the exact
-answer whenever it is representable, +-inf with the right sign when it is not,
-and never NaN, without a floating-point warning (every test runs under
-``np.errstate(all="raise")``). The references here are written like the
+Every estimator in pgkit.importance must return the exact answer to within
+rounding relative to the sum of the magnitudes of its terms (the accuracy of a
+plain floating-point sum, without its overflow), +-inf with the right sign only
+when the answer overflows float64, and never NaN, without a floating-point
+warning (every test runs under ``np.errstate(all="raise")``). The references here are written like the
 equations and computed in 60-digit decimal arithmetic, from the exact values of
 the float inputs.
 """
