@@ -27,6 +27,12 @@ The diagnostics carry CleanRL's names and definitions: :func:`approx_kl`,
 :func:`old_approx_kl`, :func:`clip_fraction`, :func:`explained_variance`, and
 :func:`ratio_ess` (the effective sample size of the ratios, as a fraction).
 The policy's entropy is the policy's own ``entropy(params, obs)``, averaged.
+
+:func:`train_ppo` is the training loop: PPO-clip, PPO with an adaptive or a
+dual KL coefficient, and, as the variant that takes one plain gradient step
+per batch, vanilla policy gradient with a learned critic. It shares its
+signature and its :class:`~pgkit.training.History` with
+:func:`pgkit.trust_region.train_trust_region` (NPG, TRPO).
 """
 
 from __future__ import annotations
@@ -622,7 +628,7 @@ def train_ppo(env, policy, value_fn, rng: np.random.Generator, *, total_steps: i
               optimizer=None, value_optimizer=None, params=None, value_params=None,
               obs_features=None, stop_at: float | None = None, stop_window: int = 20,
               progress=False) -> History:
-    r"""Train a categorical policy and a critic by PPO (or vanilla policy gradient); returns a :class:`~pgkit.training.History`.
+    r"""Train a categorical policy and a critic by PPO or vanilla policy gradient; returns a History.
 
     Each iteration
 
@@ -636,10 +642,11 @@ def train_ppo(env, policy, value_fn, rng: np.random.Generator, *, total_steps: i
        ``n_minibatches`` shuffled minibatches, one optimiser step each (advantages
        normalised per minibatch, gradients clipped to norm ``max_grad_norm``):
 
-       * ``"clip"``: PPO-clip, :math:`\frac1m\sum_i \min(r_i A_i, \operatorname{clip}(r_i, 1-\epsilon, 1+\epsilon) A_i)`
+       * ``"clip"``: PPO-clip,
+         :math:`\frac1m\sum_i \min(r_i A_i, \operatorname{clip}(r_i, 1-\epsilon, 1+\epsilon) A_i)`
          (:func:`clipped_policy_objective`; Schulman et al. 2017, arXiv:1707.06347, eq. 7);
-       * ``"kl"``: PPO with an adaptive KL penalty, :math:`\frac1m\sum_i r_i A_i - \beta\,\overline{\mathrm{KL}}`
-         (eq. 8), :math:`\beta` updated after each iteration by :func:`adaptive_kl_coefficient`;
+       * ``"kl"``: PPO with an adaptive KL penalty,
+         :math:`\frac1m\sum_i r_i A_i - \beta\,\overline{\mathrm{KL}}` (eq. 8), :math:`\beta` updated after each iteration by :func:`adaptive_kl_coefficient`;
        * ``"kl-dual"``: the same, :math:`\beta` updated by dual gradient ascent
          (:func:`dual_kl_coefficient`, step ``beta_step_size``);
        * ``"vanilla"``: :math:`\frac1m \sum_i r_i A_i`, whose gradient at the
@@ -713,6 +720,21 @@ def train_ppo(env, policy, value_fn, rng: np.random.Generator, *, total_steps: i
         ``env_steps``, ``wall_time``, ``mean_return``, ``last_mean_return``,
         ``solved`` and the diagnostics).
 
+    Notes
+    -----
+    At its defaults, on ``CartPoleVecEnv(4)`` with the default networks (64 x 64),
+    PPO-clip reaches a mean return of 475 over the last 20 episodes in about
+    30k environment steps (``benchmarks/bench_ppo.py``). The defaults follow the
+    CartPole settings of the RL Baselines3 Zoo (A. Raffin,
+    github.com/DLR-RM/rl-baselines3-zoo): gamma 0.98, lambda 0.8 and a step size
+    of 1e-3 (a short horizon and low-variance advantages suit a task whose
+    reward is 1 per step), one minibatch of 32 steps per environment, no
+    entropy bonus; but with 10 epochs instead of 20 and a constant step size
+    instead of one annealed to 0 over a fixed budget, so that the settings do
+    not depend on ``total_steps``. The matrices are small: on a shared machine,
+    set ``OPENBLAS_NUM_THREADS=1`` before importing numpy, as a BLAS thread
+    waiting for a busy core can stall a run.
+
     Returns
     -------
     :class:`~pgkit.training.History` with ``theta`` and ``value_params`` the final
@@ -728,23 +750,21 @@ def train_ppo(env, policy, value_fn, rng: np.random.Generator, *, total_steps: i
         raise ValueError(f"variant must be one of {', '.join(map(repr, _VARIANTS))}, got {variant!r}")
     vanilla = variant == "vanilla"
     update_epochs = (1 if vanilla else 10) if update_epochs is None else update_epochs
+    update_epochs = _checks.check_positive_int(update_epochs, "update_epochs")
     n_minibatches = 1 if n_minibatches is None else n_minibatches
     value_epochs = (10 if vanilla else update_epochs) if value_epochs is None else value_epochs
     value_minibatches = n_minibatches if value_minibatches is None else value_minibatches
     setup = _setup_loop(env, policy, value_fn, rng, total_steps=total_steps, n_steps=n_steps,
                         gamma=gamma, gae_lambda=gae_lambda, value_lr=value_lr,
-                        value_epochs=value_epochs, value_minibatches=value_minibatches,
+                        value_epochs=value_epochs,
+                        minibatch_counts={"n_minibatches": n_minibatches,
+                                          "value_minibatches": value_minibatches},
                         max_grad_norm=max_grad_norm, params=params, value_params=value_params,
                         obs_features=obs_features, stop_at=stop_at, stop_window=stop_window,
                         progress=progress,
                         diagnostics=("approx_kl", "kl", "clip_fraction", "entropy",
                                      "explained_variance", "ratio_ess", "value_loss", "beta"))
     N = setup.batch_size
-    _checks.check_positive_int(update_epochs, "update_epochs")
-    n_minibatches = _checks.check_positive_int(n_minibatches, "n_minibatches")
-    if n_minibatches > N:
-        raise ValueError(f"n_minibatches must be <= n_steps * num_envs = {N} (every minibatch "
-                         f"needs a sample), got {n_minibatches}")
     if not 0 < _checks.check_nonnegative(lr, "lr") < np.inf:
         raise ValueError(f"lr must be positive and finite, got {lr}")
     if not isinstance(norm_adv, (bool, np.bool_)):
@@ -764,12 +784,13 @@ def train_ppo(env, policy, value_fn, rng: np.random.Generator, *, total_steps: i
     batch = None
     for _ in range(setup.n_iterations):
         batch = collect(env, policy, params, n_steps, rng, previous=batch)
-        values, advantages, returns = _values_and_advantages(value_fn, value_params, batch, gamma, gae_lambda)
+        values, advantages, returns = _values_and_advantages(value_fn, value_params, batch,
+                                                             gamma, gae_lambda)
         obs = batch.observations.reshape(N, -1).astype(float)
         actions = batch.actions.reshape(N)
-        old_log_probs = batch.log_probs.reshape(N)
         advantages = advantages.reshape(N)
         old_log_pi = _log_softmax(policy._body(params[None], obs[None])[0][0])      # [N, A]
+        old_log_probs = old_log_pi[rows, actions]        # batch.log_probs, recomputed: r = 1 exactly
 
         grad_norms = []
         for _ in range(update_epochs):

@@ -44,11 +44,12 @@ WAITING = {
     "pgkit.trust_region": {"fisher_matrix", "empirical_fisher", "fisher_vector_product",
                            "CGResult", "conjugate_gradient", "conjugate_gradient_history",
                            "NaturalStep", "natural_step", "TrustRegionStep",
-                           "trust_region_update"},
+                           "trust_region_update", "train_trust_region"},
     "pgkit.ppo": {"clipped_surrogate", "clipped_policy_objective", "kl_penalty_surrogate",
                   "adaptive_kl_coefficient", "dual_kl_coefficient", "entropy_bonus",
                   "value_loss", "normalise_advantages", "minibatches", "approx_kl",
-                  "old_approx_kl", "clip_fraction", "explained_variance", "ratio_ess"},
+                  "old_approx_kl", "clip_fraction", "explained_variance", "ratio_ess",
+                  "train_ppo"},
 }
 # Book markers whose chapter is not written yet.
 WAITING_MARKERS = {"reward-to-go",
