@@ -32,6 +32,7 @@ twins: $(BIN)/.installed
 benchmarks: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_cartpole.py
 	$(BIN)/python benchmarks/bench_chapters.py quick default
+	$(BIN)/python benchmarks/bench_ppo.py
 
 clean:
 	rm -rf _build
