@@ -143,7 +143,7 @@ def clipped_surrogate(ratio, advantages, clip_eps: float, *, return_grad: bool =
     Returns
     -------
     surrogate : array [*shape]
-        Or ``(surrogate, grad_ratio)``, both [*shape].
+        Or ``(surrogate, grad_ratio)``, both ``[*shape]``.
     """
     ratio = _ratios(ratio)
     ratio, advantages = _pair(ratio, "ratio", advantages, "advantages")
@@ -220,7 +220,7 @@ def kl_penalty_surrogate(ratio, advantages, kl, beta: float, *, return_grad: boo
     Returns
     -------
     surrogate : array [*shape]
-        Or ``(surrogate, grad_ratio, grad_kl)``, all [*shape].
+        Or ``(surrogate, grad_ratio, grad_kl)``, all ``[*shape]``.
     """
     ratio = _ratios(ratio)
     ratio, advantages = _pair(ratio, "ratio", advantages, "advantages")
