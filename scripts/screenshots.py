@@ -84,7 +84,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for page in args.pages or pages():
         for width in args.widths:
-            height = 60000 if width < 800 else 32000
+            height = 160000 if width < 800 else 64000
             png = shoot(page, width, height)
             made = tiles(png, f"{page.replace('/', '_')}-{width}")
             png.unlink()
