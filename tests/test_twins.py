@@ -109,3 +109,15 @@ def test_conversion_of_equations_citations_and_references(tmp_path, monkeypatch)
     assert "See (2.2), [A section](https://example.org/book/chapters/02_x.html#sec-a)" in text
     assert "Williams (1992)" in text and "(Williams, 1992; Sutton and Barto, 2018)" in text
     assert conv.references_cell().startswith("## References")
+
+
+@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.name)
+def test_twin_equation_numbers_match_the_built_book(md):
+    """The twins number equations as Sphinx does (checked when the book has been built)."""
+    import re
+    html = ROOT / "_build" / "html" / "chapters" / (md.stem + ".html")
+    if not html.exists() or html.stat().st_mtime < md.stat().st_mtime:
+        pytest.skip("the book is not built, or is older than the chapter: run make book")
+    built = dict(re.findall(r'id="equation-([\w-]+)">\s*<span class="eqno">\(([\d.]+)\)',
+                            html.read_text(encoding="utf-8")))
+    assert make_twins.equation_numbers(md) == built
