@@ -363,19 +363,11 @@ def test_tabular_natural_gradient_is_the_advantage_over_one_minus_gamma(seed, n_
 
 def test_npg_update_is_soft_policy_iteration():
     """One NPG step gives pi'(a|s) proportional to pi(a|s) exp(eta A(s,a) / (1 - gamma))."""
-    mdp, policy, theta, pi = npg_setup(3)
-    d = state_visitation(mdp, pi)
-    F = fisher_matrix(policy, theta, d)
-    grad = exact_policy_gradient(mdp, policy, theta)
-
-    def surrogate(t):
-        return surrogate_objective(mdp, pi, policy_table(policy, t, mdp.n_states))
-
-    def kl(t):
-        return expected_policy_kl(mdp, pi, policy_table(policy, t, mdp.n_states))
-    result = trust_region_update(theta, grad, lambda v: F @ v, surrogate, kl, 0.02, line_search=False,
+    mdp, policy, _, pi = npg_setup(3)
+    theta, grad, fvp, surrogate, kl = tabular_problem(3)
+    result = trust_region_update(theta, grad, fvp, surrogate, kl, 0.02, line_search=False,
                                  **exact_cg(policy))
-    eta = natural_step(grad, lambda v: F @ v, 0.02, **exact_cg(policy)).step_size
+    eta = natural_step(grad, fvp, 0.02, **exact_cg(policy)).step_size
     A = evaluate_policy(mdp, pi).advantages
     soft = pi * np.exp(eta * A / (1 - mdp.gamma))
     soft /= soft.sum(axis=1, keepdims=True)
