@@ -34,30 +34,13 @@ CHAPTER_CODE = "\n".join(_code_of(text) for text in CHAPTER_SOURCES)
 # Public names whose chapter is not written yet (later chapters empty this list).
 WAITING = {
     "pgkit.budget": {"LEVELS"},
-    "pgkit.optim": {"GradientAscent", "clip_grad_norm", "linear_schedule"},
+    "pgkit.optim": {"GradientAscent"},
     "pgkit.plotting": {"BOOK_STYLE"},
     "pgkit.policies": {"SoftmaxPolicy"},
-    "pgkit.returns": {"episode_starts", "gae"},
-    "pgkit.rollout": {"Batch"},
-    # chapter 4 (natural gradient, TRPO and PPO)
-    "pgkit.nn": {"MLP", "MLPCache", "CategoricalMLPPolicy", "GaussianMLPPolicy", "ValueMLP"},
-    "pgkit.trust_region": {"fisher_matrix", "empirical_fisher", "fisher_vector_product",
-                           "CGResult", "conjugate_gradient", "conjugate_gradient_history",
-                           "NaturalStep", "natural_step", "TrustRegionStep",
-                           "trust_region_update", "train_trust_region"},
-    "pgkit.ppo": {"clipped_surrogate", "clipped_policy_objective", "kl_penalty_surrogate",
-                  "adaptive_kl_coefficient", "dual_kl_coefficient", "entropy_bonus",
-                  "value_loss", "normalise_advantages", "minibatches", "approx_kl",
-                  "old_approx_kl", "clip_fraction", "explained_variance", "ratio_ess",
-                  "train_ppo"},
+    "pgkit.returns": {"episode_starts"},
 }
 # Book markers whose chapter is not written yet.
-WAITING_MARKERS = {"reward-to-go",
-                   # chapter 4
-                   "mlp-backward", "mlp-jvp", "categorical-grad-log-prob", "exact-fisher",
-                   "fisher-vector-product", "gaussian-fisher-vector-product",
-                   "conjugate-gradient", "natural-step-size", "line-search",
-                   "gae-recursion", "clipped-surrogate", "adaptive-kl", "approx-kl"}
+WAITING_MARKERS = {"reward-to-go"}
 
 
 def public_names():
