@@ -33,6 +33,8 @@ benchmarks: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_cartpole.py
 	$(BIN)/python benchmarks/bench_chapters.py quick default
 	$(BIN)/python benchmarks/bench_ppo.py
+	$(BIN)/python benchmarks/bench_vtrace.py
+	$(BIN)/python benchmarks/bench_bpo.py
 
 clean:
 	rm -rf _build
