@@ -110,7 +110,7 @@ def main() -> None:
               f"| {late:.0f} "
               f"| {np.mean([r['mean_rho'] for r in rows]):.3f} "
               f"| {np.mean([r['approx_kl'] for r in rows]):.3g} |")
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    settings = {k: v for k, v in vars(args).items() if k != "json"}
     out = {"benchmark": "stale actors on CartPole-v1, train_actor_learner defaults",
            "settings": settings,
            "seconds": round(seconds, 2),

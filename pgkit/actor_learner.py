@@ -175,7 +175,7 @@ def train_actor_learner(env, policy, value_fn, rng: np.random.Generator, *,
                         clip_pg_rho_threshold: float | None = 1.0,
                         clip_c_threshold: float | None = 1.0, lr: float = 1e-3,
                         ent_coef: float = 0.0, norm_adv: bool = True,
-                        value_lr: float = 1e-3, value_epochs: int = 4,
+                        value_lr: float = 3e-3, value_epochs: int = 4,
                         value_minibatches: int = 1, max_grad_norm: float | None = 0.5,
                         params=None, value_params=None, obs_features=None,
                         stop_at: float | None = None, stop_window: int = 20,
@@ -298,8 +298,21 @@ def train_actor_learner(env, policy, value_fn, rng: np.random.Generator, *,
 
     Notes
     -----
-    ``benchmarks/bench_vtrace.py`` measures the defaults on CartPole-v1 with
-    8 actors per member and 64 x 64 networks.
+    Measured by ``benchmarks/bench_vtrace.py`` on CartPole-v1, with 8 actors
+    per member, 64 x 64 networks and 100k environment steps per member, at
+    the defaults: a population of 27 (3 replicates x lags 0, 4, 16 x the three
+    corrections) takes about 25 s on one core (12 s with 32 x 32 networks);
+    at lag 0 every member reached a mean return of 475 over its last 20
+    episodes, after a median of about 50k steps. The corrections separate
+    only at large lags, and noisily: with 6 replicates at lags 0, 8 and 32,
+    the mean return of the episodes of the last tenth of training was 500 for
+    each correction at lag 0, and 122 (``"none"``), 337 (``"is"``) and 356
+    (``"vtrace"``) at lag 32. The defaults (one Adam step of 1e-3 per batch of
+    16 steps per actor, :math:`\gamma = 0.99`, :math:`\lambda = 1`, four
+    critic steps of 3e-3, advantages normalised, gradients clipped to 0.5)
+    were chosen on these runs, for lag 0 to learn quickly and for the lag to
+    matter; the runs continue after they first reach 475, and some collapse
+    again, most often without a correction.
     """
     # ---- checks
     _checks.check_rng(rng)

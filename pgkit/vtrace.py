@@ -28,7 +28,7 @@ episode ends), so a product of discounts replaces the paper's :math:`\gamma^{t-s
 policy proportional to :math:`\min(\bar\rho \mu, \pi)` (:func:`vtrace_policy`);
 :math:`\bar c` decides how fast the trace is cut, that is how far the
 correction looks ahead (the variance), not where it converges. On policy
-(:math:`\rho_s = 1`) with :math:`\bar c \ge 1` and :math:`\lambda = 1`,
+(:math:`\rho_s = 1`) with :math:`\bar\rho, \bar c \ge 1` and :math:`\lambda = 1`,
 :math:`v_s` is the bootstrapped n-step return.
 
 The second half of the module computes the V-trace operator on a tabular MDP
@@ -55,6 +55,7 @@ __all__ = [
     "vtrace_fixed_point",
     "vtrace_contraction_modulus",
 ]
+
 
 class VTraceReturns(NamedTuple):
     """The two outputs of :func:`from_importance_weights`, each ``[T, B, ...]``."""
@@ -238,8 +239,14 @@ def _vtrace(rhos, cs, pg_rhos, discounts, rewards, values, bootstrap_value):
 # behaviour probability of zero needs no special case.
 
 def _weights(pi, mu, threshold):
-    """min(threshold mu, pi) [S, A], or pi for None (no clipping)."""
-    return pi.copy() if threshold is None else np.minimum(threshold * mu, pi)
+    """min(threshold mu, pi) [S, A]; without clipping (None, inf), pi where mu > 0.
+
+    That is mu(a|x) min(threshold, pi/mu) where mu(a|x) > 0, and 0 for the
+    actions mu never takes (they never appear in an expectation under mu).
+    """
+    if threshold is None or threshold == math.inf:
+        return np.where(mu > 0, pi, 0.0)
+    return np.minimum(threshold * mu, pi)
 
 
 def _check_operator_args(mdp, pi, mu, clip_rho_threshold, clip_c_threshold, lambda_,
@@ -305,9 +312,12 @@ def vtrace_policy(pi, mu, clip_rho_threshold: float | None = 1.0) -> np.ndarray:
 
     Espeholt et al. (2018), arXiv:1802.01561, section 4.1. For
     :math:`\bar\rho \ge \max_{x,a} \pi(a|x)/\mu(a|x)` it is :math:`\pi`
-    (also for None); for :math:`\bar\rho \le \min \pi/\mu` over the actions
-    :math:`\pi` takes, it is :math:`\mu` restricted to those actions and
-    renormalised (:math:`\mu` itself when :math:`\pi` takes every action).
+    (also for None), provided :math:`\mu` takes every action :math:`\pi` takes
+    (an action :math:`\mu` never takes has weight 0: without clipping the
+    policy is :math:`\pi` restricted to :math:`\mu`'s actions); for
+    :math:`\bar\rho \le \min \pi/\mu` over the actions :math:`\pi` takes, it is
+    :math:`\mu` restricted to those actions and renormalised (:math:`\mu`
+    itself when :math:`\pi` takes every action).
 
     Parameters
     ----------

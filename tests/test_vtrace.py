@@ -108,6 +108,14 @@ def test_from_importance_weights_matches_the_explicit_sum(shape, clips, lam):
     np.testing.assert_allclose(out.pg_advantages, pg, rtol=1e-12, atol=1e-12)
 
 
+def test_an_infinite_threshold_is_no_clipping():
+    batch = random_batch(np.random.default_rng(9), (5, 3))
+    none = vtrace.from_importance_weights(*batch, None, None, None)
+    inf = vtrace.from_importance_weights(*batch, np.inf, np.inf, np.inf)
+    np.testing.assert_array_equal(none.vs, inf.vs)
+    np.testing.assert_array_equal(none.pg_advantages, inf.pg_advantages)
+
+
 def test_the_defaults_are_one_for_every_threshold_and_lambda():
     batch = random_batch(np.random.default_rng(0), (6, 4))
     default = vtrace.from_importance_weights(*batch)
@@ -394,6 +402,24 @@ def test_operator_matches_an_enumeration_of_every_trajectory(n, rho_bar, c_bar, 
                                rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("rho_bar, c_bar", [(None, None), (np.inf, 1.0), (1.5, 0.8)])
+def test_actions_mu_never_takes_have_no_weight(rho_bar, c_bar):
+    mdp, pi, mu = example(13, S=3, A=2)
+    mu[1] = [1.0, 0.0]                                   # mu never takes action 1 in state 1
+    pi[1] = [0.3, 0.7]                                   # which pi prefers
+    V = np.random.default_rng(14).normal(size=3)
+    for n in (1, 2):
+        exact = vtrace.vtrace_operator(mdp, pi, mu, V, clip_rho_threshold=rho_bar,
+                                       clip_c_threshold=c_bar, n_steps=n)
+        np.testing.assert_allclose(exact, enumerated_operator(mdp, pi, mu, V, rho_bar, c_bar,
+                                                              1.0, n), rtol=1e-12, atol=1e-12)
+    pi_rho = vtrace.vtrace_policy(pi, mu, rho_bar)
+    if rho_bar is None or rho_bar == np.inf:             # pi restricted to mu's actions
+        np.testing.assert_allclose(pi_rho[1], [1.0, 0.0])
+    np.testing.assert_allclose(vtrace.vtrace_fixed_point(mdp, pi, mu, clip_rho_threshold=rho_bar),
+                               evaluate_policy(mdp, pi_rho).values, rtol=1e-10)
+
+
 def test_infinite_operator_is_the_limit_of_n_steps():
     mdp, pi, mu = example(3)
     V = np.random.default_rng(4).normal(size=4)
@@ -436,7 +462,7 @@ def test_fixed_point_is_v_pi_once_rho_bar_exceeds_every_ratio():
     mdp, pi, mu = example(5)
     v_pi = evaluate_policy(mdp, pi).values
     top = np.max(pi / mu)
-    for rho_bar in (top, 2 * top, None):
+    for rho_bar in (top, 2 * top, None, np.inf):
         np.testing.assert_allclose(vtrace.vtrace_fixed_point(mdp, pi, mu, clip_rho_threshold=rho_bar),
                                    v_pi, rtol=1e-10)
     below = vtrace.vtrace_fixed_point(mdp, pi, mu, clip_rho_threshold=0.95 * top)
