@@ -42,31 +42,12 @@ WAITING = {
     "pgkit.vtrace": {"VTraceReturns", "from_importance_weights", "vtrace_policy",
                      "vtrace_operator", "vtrace_fixed_point", "vtrace_contraction_modulus"},
     "pgkit.actor_learner": {"CORRECTIONS", "train_actor_learner"},
-    # chapter 6 (active importance sampling)
-    "pgkit.envs": {"ContinuousCartPole", "LinearQuadratic", "Trajectories",
-                   "linear_gaussian_log_probs", "linear_gaussian_scores"},
-    "pgkit.envs.lq": {"LinearQuadratic", "Trajectories", "linear_gaussian_log_probs",
-                      "linear_gaussian_scores"},
-    "pgkit.envs.continuous_cartpole": {"ContinuousCartPole"},
-    "pgkit.behaviour": {"gpomdp_gradients", "reinforce_gradients", "off_policy_gradients",
-                        "defensive_trajectory_log_weights", "minimum_variance_behaviour",
-                        "variance_trace", "behaviour_weights", "BehaviourFit",
-                        "fit_behaviour", "kl_from_optimal", "cross_fitted_kl",
-                        "beta_from_kl", "LearningCurve", "train_gpomdp", "train_bpo",
-                        "train_storm", "train_algorithm", "train_from_seed",
-                        "VarianceStudy", "gradient_variance_study", "sweep"},
 }
 # Book markers whose chapter is not written yet.
 WAITING_MARKERS = {"reward-to-go",
                    # chapter 5 (IMPALA and V-trace)
                    "vtrace-recursion", "vtrace-clipped-ratios", "vtrace-fixed-point",
-                   "actor-learner-corrections",
-                   # chapter 6 (active importance sampling)
-                   "linear-gaussian-log-prob", "linear-gaussian-score", "lq-second-moments",
-                   "lq-exact-return", "lq-exact-gradient", "continuous-cartpole-step",
-                   "off-policy-gpomdp", "defensive-trajectory-weights",
-                   "minimum-variance-behaviour", "cross-entropy-fit", "kl-from-optimal",
-                   "beta-rule", "bpo-defensive-estimate", "bpo-iteration", "storm-update"}
+                   "actor-learner-corrections"}
 
 
 def public_names():
