@@ -38,16 +38,9 @@ WAITING = {
     "pgkit.plotting": {"BOOK_STYLE"},
     "pgkit.policies": {"SoftmaxPolicy"},
     "pgkit.returns": {"episode_starts"},
-    # chapter 5 (IMPALA and V-trace)
-    "pgkit.vtrace": {"VTraceReturns", "from_importance_weights", "vtrace_policy",
-                     "vtrace_operator", "vtrace_fixed_point", "vtrace_contraction_modulus"},
-    "pgkit.actor_learner": {"CORRECTIONS", "train_actor_learner"},
 }
 # Book markers whose chapter is not written yet.
-WAITING_MARKERS = {"reward-to-go",
-                   # chapter 5 (IMPALA and V-trace)
-                   "vtrace-recursion", "vtrace-clipped-ratios", "vtrace-fixed-point",
-                   "actor-learner-corrections"}
+WAITING_MARKERS = {"reward-to-go"}
 
 
 def public_names():
