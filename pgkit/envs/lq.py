@@ -36,16 +36,16 @@ is its covariance, and with :math:`L = A + BK`
 The cost-to-go matrices of the policy, :math:`P_H = 0`,
 :math:`P_t = Q + K^\top R K + \gamma L^\top P_{t+1} L` (a Lyapunov recursion
 backwards in time), give the gradient by the adjoint method. With
-:math:`G_t = R + \gamma B^\top P_{t+1} B` and :math:`E_t = \gamma B^\top P_{t+1} A`,
+:math:`F_t = R + \gamma B^\top P_{t+1} B` and :math:`E_t = \gamma B^\top P_{t+1} A`,
 
 .. math::
 
-    \nabla_K J = -2 \sum_{t=0}^{H-1} \gamma^t (G_t K + E_t)\, \Sigma_t, \qquad
+    \nabla_K J = -2 \sum_{t=0}^{H-1} \gamma^t (F_t K + E_t)\, \Sigma_t, \qquad
     \frac{\partial J}{\partial \sigma_i}
-    = -2 \sigma_i \sum_{t=0}^{H-1} \gamma^t (G_t)_{ii},
+    = -2 \sigma_i \sum_{t=0}^{H-1} \gamma^t (F_t)_{ii},
 
 and also :math:`J = -\operatorname{tr}(P_0 \Sigma_0)
-- \sum_t \gamma^t \operatorname{tr}(G_t D^2)`.
+- \sum_t \gamma^t \operatorname{tr}(F_t D^2)`.
 Derivation: perturbing K changes the step-t cost directly
 (:math:`\partial_K \operatorname{tr}(K^\top R K \Sigma_t) = 2 R K \Sigma_t`)
 and the next second moment through L; the latter's effect on all later costs is
