@@ -39,9 +39,9 @@ import numbers
 import numpy as np
 
 from pgkit import _checks
-from pgkit.nn import CategoricalMLPPolicy, ValueMLP, _backward, _flat, _log_softmax
+from pgkit.nn import _backward, _flat, _log_softmax
 from pgkit.optim import Adam, _clip_grad_norm
-from pgkit.training import History, _check_fraction_int, _FeatureEnv, _Recorder
+from pgkit.training import History, _check_fraction_int, _check_networks, _Recorder
 from pgkit.vtrace import _clipped_ratios, _threshold, _vtrace
 
 __all__ = ["CORRECTIONS", "train_actor_learner"]
@@ -94,37 +94,6 @@ def _positive(x, name: str) -> float:
     if not 0 < _checks.check_nonnegative(x, name) < math.inf:
         raise ValueError(f"{name} must be positive and finite, got {x}")
     return float(x)
-
-
-def _check_networks(env, policy, value_fn, obs_features):
-    """The checks train_ppo makes; returns env, wrapped when obs_features is given."""
-    if not isinstance(policy, CategoricalMLPPolicy):
-        raise ValueError("policy must be a pgkit.nn.CategoricalMLPPolicy, got "
-                         f"{type(policy).__name__}")
-    if not isinstance(value_fn, ValueMLP):
-        raise ValueError(f"value_fn must be a pgkit.nn.ValueMLP, got "
-                         f"{type(value_fn).__name__}")
-    if value_fn.obs_dim != policy.obs_dim:
-        raise ValueError(f"value_fn and policy must read the same observations: "
-                         f"obs_dim {value_fn.obs_dim} != {policy.obs_dim}")
-    for attr in ("num_envs", "reset", "step"):
-        if not hasattr(env, attr):
-            raise ValueError(f"env must be a vectorised environment (num_envs, reset, "
-                             f"step); it has no {attr!r}")
-    if getattr(env, "n_actions", policy.n_actions) != policy.n_actions:
-        raise ValueError(f"env has {env.n_actions} actions, the policy "
-                         f"{policy.n_actions}")
-    if obs_features is None:
-        shape = tuple(getattr(env, "observation_shape", (policy.obs_dim,)))
-        if shape != (policy.obs_dim,):
-            raise ValueError(f"env observations have shape "
-                             f"{_checks._shape_str(shape)}, the policy reads "
-                             f"[obs_dim] = ({policy.obs_dim},): give obs_features")
-        return env
-    if not callable(obs_features):
-        raise ValueError("obs_features must be a callable (observations -> features) "
-                         "or None")
-    return _FeatureEnv(env, obs_features, policy.obs_dim)
 
 
 class _Episodes:

@@ -232,18 +232,11 @@ class _LoopSetup:
         self.n_iterations, self.batch_size, self.recorder = n_iterations, batch_size, recorder
 
 
-def _setup_loop(env, policy, value_fn, rng, *, total_steps, n_steps, gamma, gae_lambda,
-                value_lr, value_epochs, minibatch_counts, max_grad_norm, params, value_params,
-                obs_features, stop_at, stop_window, progress, diagnostics) -> _LoopSetup:
-    """Check the arguments every network loop shares; draw missing initial parameters from ``rng``.
+def _check_networks(env, policy, value_fn, obs_features):
+    """The network and environment checks every network loop makes (unchecked kernels follow).
 
-    ``minibatch_counts`` maps names (``"value_minibatches"``...) to numbers of
-    minibatches per pass over a batch, checked in order: integers in [1, n_steps * B].
-
-    ``rng`` is used here only to initialise: first the policy's parameters
-    (when ``params`` is None), then the critic's (when ``value_params`` is None).
+    Returns ``env``, wrapped in a :class:`_FeatureEnv` when ``obs_features`` is given.
     """
-    _checks.check_rng(rng)
     if not isinstance(policy, CategoricalMLPPolicy):
         raise ValueError("policy must be a pgkit.nn.CategoricalMLPPolicy (the loops call its "
                          f"unchecked kernels), got {type(policy).__name__}")
@@ -270,6 +263,22 @@ def _setup_loop(env, policy, value_fn, rng, *, total_steps, n_steps, gamma, gae_
                          f"or None, got {type(obs_features).__name__}")
     else:
         env = _FeatureEnv(env, obs_features, policy.obs_dim)
+    return env
+
+
+def _setup_loop(env, policy, value_fn, rng, *, total_steps, n_steps, gamma, gae_lambda,
+                value_lr, value_epochs, minibatch_counts, max_grad_norm, params, value_params,
+                obs_features, stop_at, stop_window, progress, diagnostics) -> _LoopSetup:
+    """Check the arguments every network loop shares; draw missing initial parameters from ``rng``.
+
+    ``minibatch_counts`` maps names (``"value_minibatches"``...) to numbers of
+    minibatches per pass over a batch, checked in order: integers in [1, n_steps * B].
+
+    ``rng`` is used here only to initialise: first the policy's parameters
+    (when ``params`` is None), then the critic's (when ``value_params`` is None).
+    """
+    _checks.check_rng(rng)
+    env = _check_networks(env, policy, value_fn, obs_features)
     B = env.num_envs
     total_steps = _checks.check_positive_int(total_steps, "total_steps")
     n_steps = _checks.check_positive_int(n_steps, "n_steps")
