@@ -284,13 +284,14 @@ def exact_policy_gradient(mdp: TabularMDP, policy, theta) -> np.ndarray:
 def finite_difference_gradient(f, x, eps: float = 1e-6) -> np.ndarray:
     r"""Central differences :math:`(f(x + \epsilon e_i) - f(x - \epsilon e_i)) / 2\epsilon` for each i.
 
-    ``f`` maps an array [n] to a float; returns an array [n].
+    ``f`` maps an array of x's shape (a vector [n], a matrix, any shape) to a
+    float; returns an array of x's shape.
     """
-    x = _checks.as_float_array(x, "x", ndim=1, shape_doc="[n]")
+    x = _checks.as_float_array(x, "x")
     if not eps > 0:
         raise ValueError(f"eps must be positive, got {eps}")
     grad = np.empty_like(x)
-    for i in range(x.size):
+    for i in np.ndindex(x.shape):
         step = np.zeros_like(x)
         step[i] = eps
         grad[i] = (f(x + step) - f(x - step)) / (2 * eps)

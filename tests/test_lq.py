@@ -4,6 +4,7 @@ differences and Monte Carlo; the optimal gains; rollouts and policy densities.""
 import numpy as np
 import pytest
 
+from pgkit.mdp import finite_difference_gradient as fd
 from pgkit.envs import LinearQuadratic, Trajectories, linear_gaussian_log_probs
 from pgkit.envs import linear_gaussian_scores
 from pgkit.policies import LinearGaussianPolicy
@@ -20,15 +21,6 @@ def random_problem(seed, n=3, m=2, horizon=6, gamma=0.95):
     return LinearQuadratic(A, B, Q, R, horizon, gamma), rng
 
 
-def fd(f, x, h=1e-6):
-    """Central finite differences of a scalar function of an array."""
-    x = np.asarray(x, dtype=float)
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        e[i] = h
-        grad[i] = (f(x + e) - f(x - e)) / (2 * h)
-    return grad
 
 
 def slow_return(env, gains, stds):
@@ -160,7 +152,7 @@ def test_exact_gradient_of_time_varying_gains_is_per_step():
 def test_scalar_gradient_matches_finite_differences_on_a_grid():
     for k in np.linspace(-1.5, 0.5, 9):
         for s in (0.1, 0.5, 1.0):
-            numeric = fd(lambda x: SCALAR.exact_return(x, s), np.array([[k]]), h=1e-6)
+            numeric = fd(lambda x: SCALAR.exact_return(x, s), np.array([[k]]), eps=1e-6)
             np.testing.assert_allclose(SCALAR.exact_gradient([[k]], s), numeric,
                                        rtol=1e-6, atol=1e-6)
 

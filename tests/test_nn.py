@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 
+from pgkit.mdp import finite_difference_gradient as finite_difference
 from pgkit.nn import MLP, CategoricalMLPPolicy, GaussianMLPPolicy, MLPCache, ValueMLP
 from pgkit.policies import LinearSoftmaxPolicy
 
@@ -19,14 +20,6 @@ POPULATIONS = [None, 3]
 BATCHES = [(), (5,), (4, 3)]
 
 
-def finite_difference(f, x, eps=1e-6):
-    """Central differences of the scalar f at every entry of x (any shape)."""
-    grad = np.zeros_like(x)
-    for idx in np.ndindex(*x.shape):
-        step = np.zeros_like(x)
-        step[idx] = eps
-        grad[idx] = (f(x + step) - f(x - step)) / (2 * eps)
-    return grad
 
 
 def random_params(model, rng, population, scale=0.7):

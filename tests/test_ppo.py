@@ -5,20 +5,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pgkit.mdp import finite_difference_gradient as fd
 from pgkit import ppo
 from pgkit.importance import effective_sample_size
 from pgkit.nn import CategoricalMLPPolicy, ValueMLP
 
 
-def fd(f, x, h=1e-6):
-    """Central finite differences of a scalar function, one entry at a time."""
-    x = np.asarray(x, dtype=float)
-    grad = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        e[i] = h
-        grad[i] = (f(x + e) - f(x - e)) / (2 * h)
-    return grad
 
 
 # ----------------------------------------------------------------------------- clipped surrogate
